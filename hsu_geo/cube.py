@@ -78,7 +78,8 @@ def make_cube(
     if transform is not None and is_rectilinear(transform):
         coords["x"] = ("x", transform.c + transform.a * (np.arange(nx) + 0.5))
         coords["y"] = ("y", transform.f + transform.e * (np.arange(ny) + 0.5))
-    cube = xr.DataArray(data.astype("float32"), dims=DIMS, coords=coords, attrs=dict(attrs))
+    cube = xr.DataArray(data.astype("float32"), dims=DIMS, coords=coords, attrs=dict(attrs),
+                        name=str(attrs.get("quantity", "cube")))
     if rpcs is not None:
         cube.attrs["rpcs"] = dict(rpcs)
     if crs is not None:

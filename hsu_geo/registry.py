@@ -96,9 +96,17 @@ class Registry(Generic[T]):
         return self._resolve(name)
 
     def items(self) -> Iterator[tuple[str, T]]:
-        """``(name, plugin)`` pairs, sorted by name."""
+        """``(name, plugin)`` pairs, sorted by name; plugins that fail to import are skipped
+        with a warning."""
         for name in self.names():
-            yield name, self._resolve(name)
+            try:
+                obj = self._resolve(name)
+            except ImportError as exc:
+                warnings.warn(f"{self.kind} {name!r} unavailable: {exc}", RuntimeWarning,
+                              stacklevel=2)
+                self._loaders.pop(name, None)
+                continue
+            yield name, obj
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name in self.names()

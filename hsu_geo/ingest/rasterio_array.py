@@ -18,6 +18,8 @@ import rasterio
 from dask.base import tokenize
 from rasterio.windows import Window
 
+from hsu_geo.ingest.calibration import Calibration
+
 _local = threading.local()
 
 
@@ -38,34 +40,65 @@ class WindowReader:
         path: raster path (any GDAL path, including ``/vsitar/``).
         bands: 1-based band indexes to read, in order (default: all).
         shape: ``(rows, cols)`` of the raster; dtype its data type (both from the header).
+        calibration: applied to each window read (float32 out); None keeps raw values.
+
+    Calibrating inside the read (not in a later ``map_blocks``) lets dask push slices of the
+    array down into the read, so sampling a few small windows reads only those windows.
     """
 
-    def __init__(self, path: str, bands: Sequence[int], shape: tuple[int, int], dtype: str):
+    def __init__(self, path: str, bands: Sequence[int], shape: tuple[int, int], dtype: str,
+                 calibration: Calibration | None = None):
         self.path = path
         self.bands = [int(b) for b in bands]
         self.shape = (len(self.bands), *shape)
-        self.dtype = np.dtype(dtype)
+        self.calibration = calibration
+        self.dtype = np.dtype("float32" if calibration is not None else dtype)
         self.ndim = 3
 
-    def __getitem__(self, key: tuple[slice, slice, slice]) -> np.ndarray:
-        bsl, ysl, xsl = key
-        rows = range(self.shape[1])[ysl]
-        cols = range(self.shape[2])[xsl]
-        idx = self.bands[bsl]
-        if len(rows) == 0 or len(cols) == 0 or not idx:
-            return np.empty((len(idx), len(rows), len(cols)), self.dtype)
-        window = Window(cols.start, rows.start, len(cols), len(rows))
-        return _dataset(self.path).read(idx, window=window)
+    def __getitem__(self, key: tuple) -> np.ndarray:
+        """Read ``key`` (ints, slices or index arrays per axis) through one windowed read."""
+        if not isinstance(key, tuple):
+            key = (key,)
+        key = key + (slice(None),) * (3 - len(key))
+        band_pos = np.arange(self.shape[0])[key[0]]
+        rows = np.arange(self.shape[1])[key[1]]
+        cols = np.arange(self.shape[2])[key[2]]
+        b = np.atleast_1d(band_pos)
+        r = np.atleast_1d(rows)
+        c = np.atleast_1d(cols)
+        if b.size == 0 or r.size == 0 or c.size == 0:
+            out = np.empty((b.size, r.size, c.size), self.dtype)
+        else:
+            r0, c0 = int(r.min()), int(c.min())
+            window = Window(c0, r0, int(c.max()) - c0 + 1, int(r.max()) - r0 + 1)
+            raw = _dataset(self.path).read([self.bands[i] for i in b], window=window)
+            raw = raw[:, r - r0][:, :, c - c0]
+            out = raw if self.calibration is None else \
+                _subset_calibration(self.calibration, b)(raw)
+        squeeze = tuple(ax for ax, idx in enumerate((band_pos, rows, cols)) if np.ndim(idx) == 0)
+        return out.squeeze(axis=squeeze) if squeeze else out
+
+
+def _subset_calibration(cal: Calibration, idx: np.ndarray) -> Calibration:
+    if cal.gain is not None and idx.size == cal.gain.size and np.all(idx == np.arange(idx.size)):
+        return cal
+    return Calibration(
+        None if cal.gain is None else cal.gain[idx],
+        None if cal.offset is None else cal.offset[idx],
+        cal.nodata, cal.zero_is_nodata,
+    )
 
 
 def lazy_raster(
     path: str | os.PathLike[str],
     chunk_size: int,
     bands: Sequence[int] | None = None,
+    calibration: Calibration | None = None,
 ) -> da.Array:
-    """A dask array ``(bands, rows, cols)`` in the file's data type, chunked band-complete.
+    """A dask array ``(bands, rows, cols)``, chunked band-complete.
 
-    Reads only the header now. ``chunk_size`` is rounded to a multiple of the file's block
+    Values are the file's data type, or float32 when ``calibration`` is given. Reads only
+    the header now. ``chunk_size`` is rounded to a multiple of the file's block
     height/width when the file is tiled, so chunks never split blocks.
     """
     path = str(path)
@@ -76,12 +109,13 @@ def lazy_raster(
     band_idx = list(range(1, count + 1)) if bands is None else [int(b) for b in bands]
     cy = _align(chunk_size, block_h, rows)
     cx = _align(chunk_size, block_w, cols)
-    reader = WindowReader(path, band_idx, (rows, cols), dtype)
+    reader = WindowReader(path, band_idx, (rows, cols), dtype, calibration)
     stat = Path(path).stat() if Path(path).exists() else None
-    name = "read-" + tokenize(path, stat.st_mtime_ns if stat else 0, band_idx, cy, cx)
+    name = "read-" + tokenize(path, stat.st_mtime_ns if stat else 0, band_idx, cy, cx,
+                              calibration)
     return da.from_array(
         reader, chunks=(-1, cy, cx), name=name, lock=False, asarray=True,
-        meta=np.empty((0, 0, 0), dtype),
+        meta=np.empty((0, 0, 0), reader.dtype),
     )
 
 

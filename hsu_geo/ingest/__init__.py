@@ -1,0 +1,83 @@
+"""Open imaging-spectrometer products as lazy, band-complete cubes.
+
+``open_scene(path)`` picks a reader by asking each registered reader ``guess_can_open``
+(specific formats first); ``sensor="NAME"`` forces one. Readers live one per module and are
+registered below; third-party readers come in through the ``hsu_geo.readers`` entry point.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import xarray as xr
+
+from hsu_geo.cube import DEFAULT_CHUNK, validate_cube
+from hsu_geo.errors import SceneNotFoundError, UnsupportedFormatError
+from hsu_geo.ingest.base import SceneReader
+from hsu_geo.registry import Registry
+
+READERS: Registry[type[SceneReader]] = Registry("reader", group="hsu_geo.readers")
+
+
+def _lazy(module: str, cls: str):
+    def load() -> type[SceneReader]:
+        import importlib
+
+        return getattr(importlib.import_module(module), cls)
+
+    return load
+
+
+READERS.register_lazy("geotiff", _lazy("hsu_geo.ingest.geotiff", "GeoTiffReader"))
+READERS.register_lazy("envi", _lazy("hsu_geo.ingest.envi", "EnviReader"))
+READERS.register_lazy("gf5", _lazy("hsu_geo.ingest.gf5", "Gf5AhsiReader"))
+READERS.register_lazy("enmap", _lazy("hsu_geo.ingest.enmap", "EnmapL2aReader"))
+
+
+def find_reader(path: Path, sensor: str = "auto") -> type[SceneReader]:
+    """The reader class for ``path``: the named one, or the first whose guess matches."""
+    if sensor != "auto":
+        return READERS.get(sensor)
+    candidates = sorted(READERS.items(), key=lambda item: (item[1].priority, item[0]))
+    for _, reader in candidates:
+        if reader.guess_can_open(path):
+            return reader
+    names = ", ".join(name for name, _ in candidates)
+    raise UnsupportedFormatError(
+        f"{path}: no reader recognises this file; installed readers: {names} "
+        "(force one with --sensor NAME)"
+    )
+
+
+def open_scene(
+    path: str | os.PathLike[str],
+    sensor: str = "auto",
+    chunks: int = DEFAULT_CHUNK,
+    wavelengths: str | os.PathLike[str] | None = None,
+) -> xr.DataArray:
+    """Open a scene lazily as a cube (dims band, y, x; float32; band-complete dask chunks).
+
+    Args:
+        path: a GeoTIFF, an ENVI header or data file, a GF-5 delivery (folder/.tar/.zip), ...
+        sensor: reader name, or "auto" to detect.
+        chunks: tile edge T in pixels; chunks are ``{"band": -1, "y": T, "x": T}``.
+        wavelengths: optional CSV or ENVI .hdr giving band wavelengths (nm) for rasters that
+            lack them.
+
+    Opening reads headers only, never pixel data.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise SceneNotFoundError(f"{p}: no such file or folder")
+    wl = Path(wavelengths) if wavelengths is not None else None
+    if wl is not None and not wl.exists():
+        raise SceneNotFoundError(f"{wl}: wavelength file not found")
+    reader = find_reader(p, sensor)
+    cube = reader().open(p, chunk_size=chunks, wavelengths=wl)
+    cube.attrs.setdefault("reader", reader.name)
+    validate_cube(cube)
+    return cube
+
+
+__all__ = ["READERS", "SceneReader", "find_reader", "open_scene"]
