@@ -106,7 +106,9 @@ class GeoTiffReader(SceneReader):
                 "acquisition_time": tags.get("start_time") or tags.get("acquisition_time", ""),
             }
             nodata = src.nodata
-            crs, transform = src.crs, src.transform
+            crs = src.crs
+            # GDAL reports an identity transform for rasters without georeferencing
+            transform = None if crs is None and src.transform.is_identity else src.transform
             rpcs = src.rpcs.to_dict() if src.rpcs and not crs else None
         return cube_from_raster(
             path, info, chunk_size=chunk_size, attrs=attrs, nodata=nodata, gain=gain,

@@ -1,0 +1,21 @@
+"""Unmixing models and the registry ``MODELS`` (entry-point group ``hsu_geo.models``)."""
+
+from __future__ import annotations
+
+import importlib
+
+from hsu_geo.registry import Registry
+from hsu_geo.unmix.base import Unmixer
+
+MODELS: Registry[type[Unmixer]] = Registry("model", group="hsu_geo.models")
+
+
+def _lazy(module: str, cls: str):
+    return lambda: getattr(importlib.import_module(module), cls)
+
+
+for _name, _cls in (("fcls", "FclsUnmixer"), ("nnls", "NnlsUnmixer"), ("ucls", "UclsUnmixer"),
+                    ("scls", "SclsUnmixer")):
+    MODELS.register_lazy(_name, _lazy("hsu_geo.unmix.classical.model", _cls))
+
+__all__ = ["MODELS", "Unmixer"]

@@ -1,0 +1,64 @@
+"""The ``hsu-geo`` command group: subcommands, error handling, exit codes.
+
+Exit codes: 0 success, 1 user error (one line on stderr; traceback only with ``-v``),
+2 usage error (click's own).
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+
+from hsu_geo import __version__
+from hsu_geo.errors import HsuGeoError
+
+
+class HsuGeoGroup(click.Group):
+    """A click group that turns errors into one-line messages and exit code 1."""
+
+    def invoke(self, ctx: click.Context):
+        # one obj dict shared with the subcommand contexts, so their -v/-q reach this handler
+        ctx.ensure_object(dict)
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            click.echo("Interrupted; no partial outputs were kept.", err=True)
+            sys.exit(130)
+        except Exception as exc:
+            verbose = bool(ctx.ensure_object(dict).get("verbose"))
+            if verbose:
+                traceback.print_exc()
+            if isinstance(exc, HsuGeoError):
+                msg = str(exc)
+            elif isinstance(exc, OSError):
+                msg = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+            else:
+                msg = f"internal error ({type(exc).__name__}: {exc}); run with -v for details"
+            click.echo(f"Error: {msg.splitlines()[0] if msg else type(exc).__name__}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=HsuGeoGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="hsu-geo")
+def cli() -> None:
+    """Turn hyperspectral scenes into georeferenced mineral and land-cover abundance maps."""
+
+
+def _register() -> None:
+    from hsu_geo.cli import info, readers
+
+    cli.add_command(info.info)
+    cli.add_command(readers.readers)
+    try:
+        from hsu_geo.cli import unmix
+    except ImportError:  # unmixing not available in this build
+        return
+    cli.add_command(unmix.unmix)
+    cli.add_command(unmix.models)
+
+
+_register()

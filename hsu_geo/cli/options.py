@@ -1,0 +1,61 @@
+"""Options shared by several subcommands, defined once (the ``rio`` CLI habit)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from hsu_geo.cube import DEFAULT_CHUNK
+
+
+def _set_verbosity(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    obj = ctx.ensure_object(dict)
+    key = "verbose" if param.name == "verbose" else "quiet"
+    obj[key] = obj.get(key, 0) + (value or 0)
+    return value
+
+
+verbose_opt = click.option("-v", "--verbose", count=True, expose_value=False,
+                           callback=_set_verbosity, is_eager=True,
+                           help="Show debug logs and full tracebacks.")
+quiet_opt = click.option("-q", "--quiet", count=True, expose_value=False,
+                         callback=_set_verbosity, is_eager=True,
+                         help="No progress bars, only errors.")
+sensor_opt = click.option("--sensor", default="auto", show_default=True,
+                          help="Reader to use (see `hsu-geo readers`); auto-detected by default.")
+wavelengths_opt = click.option(
+    "--wavelengths", type=click.Path(dir_okay=False), default=None,
+    help="CSV or ENVI .hdr with band wavelengths, for rasters that lack them.")
+chunk_opt = click.option("--chunk-size", type=click.IntRange(16, 8192), default=DEFAULT_CHUNK,
+                         show_default=True, help="Tile edge in pixels (chunks hold all bands).")
+drop_opt = click.option("--drop-bands", default=None, metavar="SPEC",
+                        help="Also drop these bands: numbers, ranges or nm ranges, "
+                             "e.g. '1-7,200,1340-1460nm'.")
+keep_opt = click.option("--keep-bands", default=None, metavar="SPEC",
+                        help="Keep these bands even if flagged bad (same syntax).")
+
+
+def scene_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every command that opens a scene takes."""
+    for opt in reversed((sensor_opt, wavelengths_opt, chunk_opt, drop_opt, keep_opt)):
+        func = opt(func)
+    return func
+
+
+def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``-v`` and ``-q``."""
+    return verbose_opt(quiet_opt(func))
+
+
+def configure_logging(ctx: click.Context) -> None:
+    """Map -v/-q to a log level on stderr."""
+    obj = ctx.ensure_object(dict)
+    level = logging.WARNING - 10 * obj.get("verbose", 0) + 10 * obj.get("quiet", 0)
+    logging.basicConfig(level=max(logging.DEBUG, level), format="%(levelname)s %(message)s")
+
+
+def is_quiet(ctx: click.Context) -> bool:
+    return bool(ctx.ensure_object(dict).get("quiet"))

@@ -1,0 +1,105 @@
+"""``hsu-geo unmix`` and ``hsu-geo models``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from hsu_geo.cli.options import common_options, configure_logging, is_quiet, scene_options
+from hsu_geo.config import UnmixOptions, load_preset
+from hsu_geo.errors import ConfigError
+from hsu_geo.unmix import MODELS
+
+
+def _parse_settings(values: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: use key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+@click.command()
+@click.argument("scene", type=click.Path())
+@click.option("-m", "--model", default=None, help="Model name (see `hsu-geo models`). "
+              "[default: fcls]")
+@click.option("-k", "k", default=None, metavar="N|auto",
+              help="Number of endmembers to extract, or 'auto' (HySime). [default: auto]")
+@click.option("--extractor", default=None, help="Endmember extractor: vca, nfindr, atgp. "
+              "[default: vca]")
+@click.option("--endmembers", type=click.Path(dir_okay=False), default=None,
+              help="CSV with wavelength_nm + one column per endmember (any grid).")
+@click.option("--library", default=None, metavar="usgs[:NAMES]",
+              help="Bundled USGS splib07 minerals, e.g. usgs:alunite,kaolinite.")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default=".",
+              show_default=True, help="Output directory.")
+@scene_options
+@click.option("--device", default=None, help="auto, cpu or cuda[:i]. [default: auto]")
+@click.option("--seed", type=int, default=None, help="Random seed. [default: 0]")
+@click.option("--sample-size", type=click.IntRange(100), default=None,
+              help="Pixels sampled for endmember extraction / training. [default: 100000]")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Model setting (repeatable); see `hsu-geo models`.")
+@click.option("--scheduler", default=None, metavar="local[:N]|ADDRESS",
+              help="dask.distributed LocalCluster or scheduler address; threads by default.")
+@click.option("--pipeline", "preset", type=click.Path(dir_okay=False), default=None,
+              help="YAML preset (pipelines/*.yaml); flags given here override it.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@common_options
+@click.pass_context
+def unmix(ctx: click.Context, scene: str, out_dir: str, overwrite: bool, preset: str | None,
+          settings: tuple[str, ...], **flags) -> None:
+    """Unmix SCENE into abundance maps, endmember spectra and a run record in --out.
+
+    \b
+    Writes S_M_abundance.tif (COG, one band per endmember), S_M_rmse.tif,
+    S_M_endmembers.csv/.sli, S_M_abundance.qml (QGIS style), S_M_quicklook.png and
+    S_M_run.json, for scene id S and model M. Existing files are kept unless --overwrite.
+
+    \b
+    Examples:
+      hsu-geo unmix scene.tif -m fcls -k 6 -o out/
+      hsu-geo unmix scene.tif -m fcls --library usgs:alunite,kaolinite,muscovite
+      hsu-geo unmix GF5B_AHSI_..._L10000252104.tar.gz -k auto --scheduler local:2
+    """
+    from hsu_geo.pipeline import run_unmix
+
+    configure_logging(ctx)
+    base = load_preset(preset) if preset else UnmixOptions()
+    opts = base.updated(**flags)
+    if settings:
+        opts = opts.updated(settings={**base.settings, **_parse_settings(settings)})
+    quiet = is_quiet(ctx)
+    say = None if quiet else (lambda msg: click.echo(f"[hsu-geo] {msg}", err=True))
+    result = run_unmix(scene, out_dir, opts, overwrite=overwrite, progress=not quiet,
+                       on_stage=say)
+    if not quiet:
+        names = ", ".join(result["endmembers"])
+        click.echo(f"[hsu-geo] {result['scene_id']}: {len(result['endmembers'])} endmembers "
+                   f"({names})", err=True)
+    for path in result["outputs"].values():
+        click.echo(str(path))
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@common_options
+def models(as_json: bool) -> None:
+    """List the unmixing models, their papers and settings."""
+    from dataclasses import asdict
+
+    rows = []
+    for name, cls in MODELS.items():
+        rows.append({"name": name, "description": cls.description, "doi": cls.doi,
+                     "input": cls.input, "defaults": asdict(cls.Config())})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        doi = f"  doi:{row['doi']}" if row["doi"] else ""
+        click.echo(f"{row['name']:<12} {row['description']} [{row['input']}]{doi}")
+        for key, value in row["defaults"].items():
+            click.echo(f"{'':<14}{key} = {value}")

@@ -1,0 +1,124 @@
+"""Between cubes and models: pixel sampling, block-wise application, re-wrapping.
+
+Models see only ``(N, L)`` float32 arrays. ``sample_pixels`` draws a seeded sample of valid
+pixels from every chunk (one pass, chunk by chunk); ``apply_unmixer`` maps a fitted model over
+the cube with ``xr.apply_ufunc(..., dask="parallelized")`` and returns the result Dataset:
+``abundance (endmember, y, x)``, ``reconstruction_rmse (y, x)``, ``endmember_spectrum
+(endmember, band)``. Abundances and RMSE come out of one kernel, so writing both reads the
+scene once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import dask
+import numpy as np
+import xarray as xr
+
+from hsu_geo.cube import cube_crs, cube_transform
+from hsu_geo.errors import InvalidSceneError
+from hsu_geo.unmix.base import Unmixer
+
+#: pixels per model call inside a chunk (bounds temporaries to ~batch x bands floats)
+BATCH = 65536
+
+
+def _sample_block(block: np.ndarray, quota: int, seed: int) -> np.ndarray:
+    flat = block.reshape(block.shape[0], -1)
+    valid = np.flatnonzero(np.isfinite(flat).all(axis=0))
+    if valid.size > quota:
+        valid = np.sort(np.random.default_rng(seed).choice(valid, quota, replace=False))
+    return np.ascontiguousarray(flat[:, valid].T)
+
+
+def sample_pixels(cube: xr.DataArray, n: int, seed: int = 0) -> np.ndarray:
+    """Up to ``n`` valid pixels ``(n, L)`` float32, drawn from every chunk in proportion.
+
+    All valid pixels when the scene has fewer than ``n``. Reads each chunk once.
+    """
+    data = cube.data
+    total = data.shape[1] * data.shape[2]
+    blocks = data.to_delayed()
+    tasks = []
+    for j in range(blocks.shape[1]):
+        for i in range(blocks.shape[2]):
+            h, w = data.chunks[1][j], data.chunks[2][i]
+            quota = max(1, math.ceil(n * h * w / total))
+            tasks.append(dask.delayed(_sample_block)(blocks[0, j, i], quota,
+                                                     seed * 1_000_003 + j * 10_007 + i))
+    parts = dask.compute(*tasks)
+    Y = np.concatenate(parts, axis=0) if parts else np.empty((0, data.shape[0]), "float32")
+    if Y.shape[0] == 0:
+        raise InvalidSceneError(
+            f"{cube.attrs.get('product_id', 'scene')}: no valid pixels (every pixel is nodata "
+            "in some kept band); check the nodata value or --keep-bands"
+        )
+    if Y.shape[0] > n:
+        pick = np.sort(np.random.default_rng(seed).choice(Y.shape[0], n, replace=False))
+        Y = Y[pick]
+    return Y.astype("float32", copy=False)
+
+
+def _unmix_block(arr: np.ndarray, unmixer: Unmixer, k: int) -> np.ndarray:
+    """Kernel: ``arr (h, w, L)`` -> ``(h, w, k + 1)`` = k abundances + reconstruction RMSE."""
+    flat = np.moveaxis(arr, -1, 0).reshape(arr.shape[-1], -1)  # (L, N), a view
+    n = flat.shape[1]
+    out = np.full((k + 1, n), np.nan, dtype="float32")
+    for start in range(0, n, BATCH):
+        Y = flat[:, start:start + BATCH].T  # (b, L) view
+        ok = np.isfinite(Y).all(axis=1)
+        if not ok.any():
+            continue
+        cols = np.arange(start, start + Y.shape[0])
+        if not ok.all():
+            Y, cols = Y[ok], cols[ok]
+        A = unmixer.abundances(Y)
+        R = Y - unmixer.reconstruct(A)
+        out[:k, cols] = A.T
+        out[k, cols] = np.sqrt(np.mean(np.square(R, dtype="float64"), axis=1))
+    return out.reshape(k + 1, *arr.shape[:2]).transpose(1, 2, 0)
+
+
+def apply_unmixer(
+    cube: xr.DataArray,
+    unmixer: Unmixer,
+    names: Sequence[str],
+    attrs: dict[str, Any] | None = None,
+) -> xr.Dataset:
+    """Lazy result Dataset of a fitted ``unmixer`` over ``cube`` (nodata stays NaN)."""
+    M = unmixer.endmembers
+    if M is None:
+        raise InvalidSceneError("the model has no endmembers; fit it before applying")
+    k = M.shape[0]
+    if len(names) != k:
+        raise InvalidSceneError(f"{len(names)} endmember names for {k} endmembers")
+    stacked = xr.apply_ufunc(
+        _unmix_block, cube,
+        kwargs={"unmixer": unmixer, "k": k},
+        input_core_dims=[["band"]], output_core_dims=[["output"]],
+        dask="parallelized", output_dtypes=[np.float32],
+        dask_gufunc_kwargs={"output_sizes": {"output": k + 1}},
+    ).transpose("output", "y", "x")
+    abundance = stacked.isel(output=slice(0, k)).rename(output="endmember")
+    abundance = abundance.assign_coords(endmember=list(names))
+    rmse = stacked.isel(output=k, drop=True)
+    spectra = xr.DataArray(
+        np.asarray(M, dtype="float32"), dims=("endmember", "band"),
+        coords={"endmember": list(names), "band": cube["band"].values,
+                "wavelength": ("band", cube["wavelength"].values),
+                "fwhm": ("band", cube["fwhm"].values)},
+    )
+    ds = xr.Dataset({"abundance": abundance, "reconstruction_rmse": rmse,
+                     "endmember_spectrum": spectra})
+    crs, transform = cube_crs(cube), cube_transform(cube)
+    if crs is not None:
+        ds = ds.rio.write_crs(crs)
+    if transform is not None:
+        ds = ds.rio.write_transform(transform)
+    ds.attrs = {k_: v for k_, v in cube.attrs.items()
+                if k_ in ("sensor", "product_id", "rpcs", "acquisition_time", "quantity")}
+    ds.attrs.update(attrs or {})
+    return ds

@@ -1,0 +1,88 @@
+"""The model interface: every unmixing method (classical or deep) is an :class:`Unmixer`.
+
+Models never see xarray, files or CRS: ``fit`` gets a pixel sample ``Y (N, L)`` and initial
+endmembers ``M0 (k, L)``; ``abundances`` maps pixels ``Y (N, L)`` to ``A (N, k)``. The adapter
+(:mod:`hsu_geo.unmix.adapter`) does sampling, block-wise application and re-wrapping.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+import numpy as np
+
+from hsu_geo.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class NoConfig:
+    """Models without settings."""
+
+
+class Unmixer(ABC):
+    """Base class of unmixing models.
+
+    Class attributes: ``name`` (registry key), ``description``, ``doi`` (paper), ``input``
+    (``"pixels"`` or ``"patches"``), ``halo`` (pixels of spatial context for patch models),
+    ``Config`` (a frozen dataclass with the paper's defaults).
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    doi: ClassVar[str] = ""
+    input: ClassVar[str] = "pixels"
+    halo: ClassVar[int] = 0
+    Config: ClassVar[type] = NoConfig
+
+    def __init__(self, config: Any = None, device: str = "cpu") -> None:
+        self.config = config if config is not None else self.Config()
+        self.device = device
+        self.endmembers: np.ndarray | None = None  # (k, L)
+        self.fit_info: dict[str, Any] = {}
+
+    @abstractmethod
+    def fit(self, Y: np.ndarray, M0: np.ndarray) -> None:
+        """Learn from a pixel sample ``Y (N, L)`` starting at endmembers ``M0 (k, L)``."""
+
+    @abstractmethod
+    def abundances(self, Y: np.ndarray) -> np.ndarray:
+        """Abundances ``A (N, k)`` (float32) of pixels ``Y (N, L)``; all pixels finite."""
+
+    def reconstruct(self, A: np.ndarray) -> np.ndarray:
+        """Modelled spectra ``(N, L)`` of abundances ``A (N, k)`` (linear mixing by default)."""
+        return A @ self.endmembers
+
+
+def make_config(config_cls: type, settings: dict[str, str]) -> Any:
+    """Build ``config_cls`` from ``--set key=value`` strings, converting to the field types.
+
+    Unknown keys and unconvertible values are :class:`ConfigError` listing the valid keys.
+    """
+    valid = {f.name: f for f in fields(config_cls)}
+    kwargs: dict[str, Any] = {}
+    defaults = config_cls()
+    for key, raw in settings.items():
+        if key not in valid:
+            listing = ", ".join(sorted(valid)) or "(this model has no settings)"
+            raise ConfigError(f"unknown setting {key!r}; valid keys: {listing}")
+        default = getattr(defaults, key)
+        try:
+            if isinstance(default, bool):
+                if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(raw)
+                value: Any = raw.lower() in ("true", "1", "yes")
+            elif isinstance(default, int):
+                value = int(raw)
+            elif isinstance(default, float):
+                value = float(raw)
+            elif isinstance(default, tuple):
+                value = tuple(type(default[0])(v) if default else v for v in raw.split(","))
+            else:
+                value = raw
+        except ValueError:
+            raise ConfigError(f"setting {key}={raw!r}: expected {type(default).__name__}") \
+                from None
+        kwargs[key] = value
+    return config_cls(**kwargs)
