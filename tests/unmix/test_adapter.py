@@ -1,0 +1,60 @@
+"""The adapter between cubes and models: sampling and block-wise application."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hsu_geo.ingest import open_scene
+from hsu_geo.unmix.adapter import apply_unmixer, sample_pixels
+from hsu_geo.unmix.classical.model import FclsUnmixer
+from tests.unmix.scenes import TRANSFORM, linear_scene, write_scene
+
+
+@pytest.fixture
+def scene(tmp_path):
+    cube, E, A, wl = linear_scene(rows=40, cols=30)
+    cube[:, 5, 7] = np.nan  # NaN pixel
+    cube[3, 9, 9] = np.nan  # NaN in one band only
+    cube[:, 20, 20] = -9999  # nodata pixel
+    path = write_scene(tmp_path / "scene.tif", cube, wl, nodata=-9999)
+    return open_scene(path, chunks=16), E, A
+
+
+def test_sample_pixels_draws_only_valid_pixels_deterministically(scene):
+    cube, _, _ = scene
+    a = sample_pixels(cube, 500, seed=3)
+    b = sample_pixels(cube, 500, seed=3)
+    c = sample_pixels(cube, 500, seed=4)
+    assert a.shape == (500, cube.sizes["band"])
+    assert np.isfinite(a).all()
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_sample_pixels_returns_every_valid_pixel_of_a_small_scene(scene):
+    cube, _, _ = scene
+    Y = sample_pixels(cube, 10_000)
+    assert Y.shape[0] == 40 * 30 - 3
+
+
+def test_apply_unmixer_recovers_abundances_and_keeps_nodata(scene):
+    cube, E, A = scene
+    model = FclsUnmixer()
+    model.fit(np.empty((0, E.shape[1])), E)
+    ds = apply_unmixer(cube, model, ["a", "b", "c", "d"])
+    assert ds["abundance"].dims == ("endmember", "y", "x")
+    assert list(ds["endmember"].values) == ["a", "b", "c", "d"]
+    assert ds["abundance"].chunks is not None  # still lazy
+    est = ds["abundance"].values
+    for y, x in ((5, 7), (9, 9), (20, 20)):
+        assert np.isnan(est[:, y, x]).all()
+        assert np.isnan(ds["reconstruction_rmse"].values[y, x])
+    ok = np.isfinite(est).all(axis=0)
+    assert ok.sum() == 40 * 30 - 3
+    np.testing.assert_allclose(est[:, ok], A[:, ok], atol=1e-4)
+    assert np.nanmax(ds["reconstruction_rmse"].values) < 1e-4
+    assert ds.rio.crs.to_epsg() == 32611
+    assert ds.rio.transform() == TRANSFORM
+    np.testing.assert_allclose(ds["endmember_spectrum"].values, E, rtol=1e-6)
+    np.testing.assert_array_equal(ds["band"].values, cube["band"].values)
