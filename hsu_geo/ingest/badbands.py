@@ -19,17 +19,15 @@ from __future__ import annotations
 
 import math
 import re
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import dask
 import numpy as np
-import spectral
 import xarray as xr
 
 from hsu_geo.cube import valid_mask
 from hsu_geo.errors import ConfigError, InvalidSceneError
+from hsu_geo.ingest.scan import BandStats, _scan_block
 
 DEFAULT_WINDOWS_NM: tuple[tuple[float, float], ...] = (
     (1340.0, 1460.0), (1790.0, 1960.0), (2450.0, math.inf),
@@ -103,25 +101,39 @@ def parse_band_selection(spec: str, band: np.ndarray, wavelength: np.ndarray) ->
     return mask
 
 
-def sample_windows(cube: xr.DataArray, n: int, size: int, seed: int) -> np.ndarray:
-    """Read ``n`` windows of ``size``² pixels spread over the scene: (n, rows, cols, bands).
+def sample_windows(cube: xr.DataArray, n: int, size: int, seed: int,
+                   max_chunks: int = 4) -> list[np.ndarray]:
+    """Read ``n`` windows of ``size``² pixels: a list of ``(bands, h, w)`` arrays.
 
-    Windows sit on a jittered grid so the sample covers the whole scene; only these pixels
-    are read (slices reach the file reader).
+    Windows lie in at most ``max_chunks`` chunks spread over the scene (chunks follow the
+    file's tiles, and a pixel-interleaved tile is read whole), so the cost is a few tiles,
+    not the scene. Only these windows are read (slices reach the file reader).
     """
-    ny, nx = cube.sizes["y"], cube.sizes["x"]
-    h, w = min(size, ny), min(size, nx)
+    ys, xs = np.cumsum((0, *cube.data.chunks[1])), np.cumsum((0, *cube.data.chunks[2]))
+    cells = [(j, i) for j in range(len(ys) - 1) for i in range(len(xs) - 1)]
     rng = np.random.default_rng(seed)
-    per_side = max(1, math.ceil(math.sqrt(n)))
-    ys = np.linspace(0, ny - h, per_side).astype(int)
-    xs = np.linspace(0, nx - w, per_side).astype(int)
-    origins = [(int(y), int(x)) for y in ys for x in xs]
-    if len(origins) > n:
-        origins = [origins[i] for i in sorted(rng.choice(len(origins), n, replace=False))]
-    origins = sorted(set(origins))
-    parts = [cube.data[:, y:y + h, x:x + w] for y, x in origins]
-    arrays = dask.compute(*parts)
-    return np.stack([a.transpose(1, 2, 0) for a in arrays])
+    if len(cells) > max_chunks:
+        cells = [cells[c] for c in np.linspace(0, len(cells) - 1, max_chunks).round()
+                 .astype(int)]
+    per_chunk = max(1, math.ceil(n / len(cells)))
+    origins: dict[tuple[int, int, int, int], None] = {}  # ordered set: no window twice
+    for j, i in cells:
+        h, w = min(size, ys[j + 1] - ys[j]), min(size, xs[i + 1] - xs[i])
+        for _ in range(per_chunk):
+            y = int(rng.integers(ys[j], ys[j + 1] - h + 1))
+            x = int(rng.integers(xs[i], xs[i + 1] - w + 1))
+            origins[(y, x, h, w)] = None
+    parts = [cube.data[:, y:y + h, x:x + w] for y, x, h, w in list(origins)[:max(n, 1)]]
+    # one compute per window: windows sharing a chunk in one graph would read it whole
+    return [part.compute() for part in parts]
+
+
+def stats_from_windows(windows: list[np.ndarray]) -> BandStats:
+    """Band statistics of sampled windows (same estimator as the full-scene scan)."""
+    stats = _scan_block(windows[0], 0, 0)[1]
+    for win in windows[1:]:
+        stats = stats.merge(_scan_block(win, 0, 0)[1])
+    return stats
 
 
 def _window_reasons(wavelength: np.ndarray, windows: Iterable[tuple[float, float]]) -> list:
@@ -134,22 +146,30 @@ def _window_reasons(wavelength: np.ndarray, windows: Iterable[tuple[float, float
     return reasons
 
 
-def _snr(windows: np.ndarray) -> np.ndarray:
-    """Per-band SNR = mean / noise std, noise from adjacent-pixel differences, (bands,)."""
-    noise_var = []
-    for win in windows:
-        if win.shape[0] > 1 and win.shape[1] > 1 and np.isfinite(win).all():
-            noise_var.append(np.diag(spectral.noise_from_diffs(win.astype("float64")).cov))
-    if not noise_var:
-        return np.full(windows.shape[-1], np.nan)
-    sigma = np.sqrt(np.maximum(np.mean(noise_var, axis=0), 0))
-    mean = np.nanmean(windows.reshape(-1, windows.shape[-1]), axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.abs(mean) / sigma
+def _data_reasons(stats: BandStats, reasons: list[str | None], config: BadBandConfig,
+                  where: str) -> None:
+    """Fill ``reasons`` for bands without valid values, constant bands and low-SNR bands."""
+    for i in np.flatnonzero(stats.count == 0):
+        reasons[i] = reasons[i] or f"no valid value in the {where}"
+    for i in np.flatnonzero((stats.count > 1) & (stats.maximum == stats.minimum)):
+        reasons[i] = reasons[i] or f"constant over the {where}"
+    idx = np.flatnonzero([r is None for r in reasons])
+    snr = stats.snr[idx]
+    for j, i in enumerate(idx):
+        lo, hi = max(0, j - config.neighbours), min(idx.size, j + config.neighbours + 1)
+        neigh = np.delete(snr[lo:hi], j - lo)
+        neigh = neigh[np.isfinite(neigh)]
+        if neigh.size and np.isfinite(snr[j]) and snr[j] < config.snr_ratio * np.median(neigh):
+            reasons[i] = f"low SNR ({snr[j]:.1f} vs neighbours' median {np.median(neigh):.1f})"
 
 
-def find_bad_bands(cube: xr.DataArray, config: BadBandConfig = BadBandConfig()) -> BandReport:
-    """Decide which bands to drop and why; reads only a pixel sample."""
+def find_bad_bands(cube: xr.DataArray, config: BadBandConfig = BadBandConfig(),
+                   stats: BandStats | None = None) -> BandReport:
+    """Decide which bands to drop and why.
+
+    Data checks use ``stats`` (the full-scene scan of :func:`hsu_geo.ingest.scan.scan_cube`)
+    when given, else a few sampled windows (cheap, for ``hsu-geo info``).
+    """
     band = cube["band"].values
     wl = cube["wavelength"].values
     reasons: list[str | None] = [None] * band.size
@@ -160,35 +180,20 @@ def find_bad_bands(cube: xr.DataArray, config: BadBandConfig = BadBandConfig()) 
         reasons[i] = reasons[i] or r
     report = BandReport()
     if config.data_checks:
-        win = sample_windows(cube, config.sample_windows, config.window, config.seed)
-        pix = win.reshape(-1, win.shape[-1])
-        report.sample_pixels = int(pix.shape[0])
-        finite = np.isfinite(pix)
-        all_bands = cube.assign_coords(good_band=("band", np.ones(band.size, bool)))
-        if not finite.any() and not bool(valid_mask(all_bands).any()):
-            raise InvalidSceneError(
-                f"{cube.attrs.get('product_id', 'scene')}: every pixel is nodata; check the "
-                "nodata value or the file"
-            )
-        for i in np.flatnonzero(~finite.any(axis=0)):
-            reasons[i] = reasons[i] or f"no valid value in a {pix.shape[0]}-pixel sample"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
-            spread = np.nanmax(pix, axis=0) - np.nanmin(pix, axis=0)
-        for i in np.flatnonzero(finite.any(axis=0) & (spread == 0)):
-            reasons[i] = reasons[i] or "constant over the pixel sample"
-        candidates = np.array([r is None for r in reasons])
-        ok_pix = finite[:, candidates].all(axis=1)
-        if candidates.any() and ok_pix.any():
-            snr = _snr(np.where(ok_pix.reshape(win.shape[:3])[..., None], win, np.nan)
-                       [..., candidates])
-            idx = np.flatnonzero(candidates)
-            for j, i in enumerate(idx):
-                lo, hi = max(0, j - config.neighbours), min(idx.size, j + config.neighbours + 1)
-                neigh = np.delete(snr[lo:hi], j - lo)
-                ref = np.nanmedian(neigh) if np.isfinite(neigh).any() else np.nan
-                if np.isfinite(snr[j]) and np.isfinite(ref) and snr[j] < config.snr_ratio * ref:
-                    reasons[i] = f"low SNR ({snr[j]:.1f} vs neighbours' median {ref:.1f})"
+        where = "scene"
+        if stats is None:
+            stats = stats_from_windows(sample_windows(cube, config.sample_windows,
+                                                      config.window, config.seed))
+            where = "pixel sample"
+        report.sample_pixels = stats.pixels
+        if not np.any(stats.count > 0):
+            all_bands = cube.assign_coords(good_band=("band", np.ones(band.size, bool)))
+            if not bool(valid_mask(all_bands).any()):
+                raise InvalidSceneError(
+                    f"{cube.attrs.get('product_id', 'scene')}: every pixel is nodata; check "
+                    "the nodata value or the file"
+                )
+        _data_reasons(stats, reasons, config, where)
     if config.drop:
         for i in np.flatnonzero(parse_band_selection(config.drop, band, wl)):
             reasons[i] = reasons[i] or "user --drop-bands"
@@ -218,8 +223,8 @@ def drop_bands(cube: xr.DataArray, report: BandReport) -> xr.DataArray:
     return out
 
 
-def preprocess(cube: xr.DataArray, config: BadBandConfig = BadBandConfig()
-               ) -> tuple[xr.DataArray, BandReport]:
+def preprocess(cube: xr.DataArray, config: BadBandConfig = BadBandConfig(),
+               stats: BandStats | None = None) -> tuple[xr.DataArray, BandReport]:
     """Find and drop bad bands: ``(cube with good bands only, report)``."""
-    report = find_bad_bands(cube, config)
+    report = find_bad_bands(cube, config, stats)
     return drop_bands(cube, report), report

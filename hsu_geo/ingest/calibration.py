@@ -49,9 +49,10 @@ class Calibration:
         return cls(g, o, nodata, zero_is_nodata)
 
     def __call__(self, block: np.ndarray) -> np.ndarray:
-        out = block.astype("float32", copy=True)
-        if self.gain is not None:
-            out *= self.gain[:, None, None]
+        if self.gain is not None:  # cast and scale in one pass
+            out = np.multiply(block, self.gain[:, None, None], dtype="float32")
+        else:
+            out = block.astype("float32", copy=True)
         if self.offset is not None:
             out += self.offset[:, None, None]
         if self.nodata is not None and not np.isnan(self.nodata):  # NaN nodata propagates

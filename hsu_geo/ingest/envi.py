@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import rasterio
 import spectral.io.envi as envi
 import xarray as xr
 
@@ -26,6 +25,7 @@ from hsu_geo.errors import (
 )
 from hsu_geo.ingest.assemble import cube_from_raster
 from hsu_geo.ingest.base import SceneReader
+from hsu_geo.ingest.rasterio_array import open_quietly
 from hsu_geo.ingest.spectral_meta import BandInfo, parse_floats, read_wavelength_file, to_nm
 
 #: ENVI data type code -> (numpy dtype, supported); formats.md §2.3
@@ -230,7 +230,7 @@ class EnviReader(SceneReader):
         if scale != 1.0:
             calibration = f"divided by reflectance scale factor {scale:g}"
         nodata = float(hdr["data ignore value"]) if "data ignore value" in hdr else None
-        with rasterio.open(data) as src:
+        with open_quietly(str(data)) as src:
             crs = src.crs
             transform = src.transform if not src.transform.is_identity else None
         attrs = {

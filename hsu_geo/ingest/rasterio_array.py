@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,11 +17,20 @@ import dask.array as da
 import numpy as np
 import rasterio
 from dask.base import tokenize
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from hsu_geo.ingest.calibration import Calibration
 
 _local = threading.local()
+
+
+def open_quietly(path: str) -> rasterio.io.DatasetReader:
+    """``rasterio.open`` without the NotGeoreferencedWarning for rasters that have no map
+    (ENVI crops without map info, IGM-geolocated products): the cube simply has no CRS."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        return rasterio.open(path)
 
 
 def _dataset(path: str) -> rasterio.io.DatasetReader:
@@ -29,7 +39,7 @@ def _dataset(path: str) -> rasterio.io.DatasetReader:
         cache = _local.datasets = {}
     ds = cache.get(path)
     if ds is None or ds.closed:
-        ds = cache[path] = rasterio.open(path)
+        ds = cache[path] = open_quietly(path)
     return ds
 
 
@@ -72,11 +82,19 @@ class WindowReader:
             r0, c0 = int(r.min()), int(c.min())
             window = Window(c0, r0, int(c.max()) - c0 + 1, int(r.max()) - r0 + 1)
             raw = _dataset(self.path).read([self.bands[i] for i in b], window=window)
-            raw = raw[:, r - r0][:, :, c - c0]
+            raw = raw[:, _window_index(r, r0)][:, :, _window_index(c, c0)]
             out = raw if self.calibration is None else \
                 _subset_calibration(self.calibration, b)(raw)
         squeeze = tuple(ax for ax, idx in enumerate((band_pos, rows, cols)) if np.ndim(idx) == 0)
         return out.squeeze(axis=squeeze) if squeeze else out
+
+
+def _window_index(idx: np.ndarray, start: int) -> slice | np.ndarray:
+    """Index into the read window: a slice (a view, no copy) for a contiguous ascending run,
+    which is what every dask chunk asks for; the index array otherwise (steps, reversals)."""
+    if idx.size and int(idx[-1]) - int(idx[0]) + 1 == idx.size and np.all(np.diff(idx) == 1):
+        return slice(int(idx[0]) - start, int(idx[-1]) - start + 1)
+    return idx - start
 
 
 def _subset_calibration(cal: Calibration, idx: np.ndarray) -> Calibration:
@@ -102,13 +120,15 @@ def lazy_raster(
     height/width when the file is tiled, so chunks never split blocks.
     """
     path = str(path)
-    with rasterio.open(path) as src:
+    with open_quietly(path) as src:
         count, rows, cols = src.count, src.height, src.width
         dtype = src.dtypes[0]
         block_h, block_w = src.block_shapes[0]
+        # strips span the full width; only tiles (blocks narrower than the raster) are aligned
+        tiled = bool(src.profile.get("tiled")) or block_w < cols
     band_idx = list(range(1, count + 1)) if bands is None else [int(b) for b in bands]
-    cy = _align(chunk_size, block_h, rows)
-    cx = _align(chunk_size, block_w, cols)
+    cy = _align(chunk_size, block_h if tiled else 1, rows)
+    cx = _align(chunk_size, block_w if tiled else 1, cols)
     reader = WindowReader(path, band_idx, (rows, cols), dtype, calibration)
     stat = Path(path).stat() if Path(path).exists() else None
     name = "read-" + tokenize(path, stat.st_mtime_ns if stat else 0, band_idx, cy, cx,

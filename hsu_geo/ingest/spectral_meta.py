@@ -164,6 +164,9 @@ def _is_number(token: str) -> bool:
 
 
 OVERLAP_REASON = "detector overlap (kept the longer-wavelength detector)"
+#: fewest bands a spectrometer contributes; shorter "segments" are disordered metadata
+#: (real ones have far more: AVIRIS-Classic 32+, EnMAP 91+, AHSI 150+)
+MIN_DETECTOR_BANDS = 4
 
 
 def resolve_detector_overlap(wl: np.ndarray, source: str) -> tuple[np.ndarray, list[int]]:
@@ -187,13 +190,17 @@ def resolve_detector_overlap(wl: np.ndarray, source: str) -> tuple[np.ndarray, l
     joins = np.flatnonzero(np.diff(wl) <= 0) + 1
     bounds = [0, *joins.tolist(), wl.size]
     segments = [np.arange(a, b) for a, b in itertools.pairwise(bounds)]
-    for seg in segments:
-        if seg.size > 1 and not np.all(np.diff(wl[seg]) > 0):
-            raise InvalidSceneError(f"{source}: wavelengths are not increasing within a detector")
     if len(segments) > 4:
         raise InvalidSceneError(
             f"{source}: wavelengths are not increasing ({len(segments) - 1} reversals); "
             "bands must be ordered by wavelength within each detector"
+        )
+    if len(segments) > 1 and min(seg.size for seg in segments) < MIN_DETECTOR_BANDS:
+        i = int(joins[0])
+        raise InvalidSceneError(
+            f"{source}: wavelengths are not increasing (band {i}: {wl[i - 1]:g} nm, band "
+            f"{i + 1}: {wl[i]:g} nm) and this is not a detector join (a detector contributes "
+            f">= {MIN_DETECTOR_BANDS} bands); fix the band order"
         )
     keep: list[int] = []
     dropped: list[int] = []

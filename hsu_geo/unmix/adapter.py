@@ -78,7 +78,7 @@ def _unmix_block(arr: np.ndarray, unmixer: Unmixer, k: int) -> np.ndarray:
         A = unmixer.abundances(Y)
         R = Y - unmixer.reconstruct(A)
         out[:k, cols] = A.T
-        out[k, cols] = np.sqrt(np.mean(np.square(R, dtype="float64"), axis=1))
+        out[k, cols] = np.sqrt(np.einsum("ij,ij->i", R, R) / R.shape[1])
     return out.reshape(k + 1, *arr.shape[:2]).transpose(1, 2, 0)
 
 

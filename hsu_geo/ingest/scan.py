@@ -1,0 +1,120 @@
+"""One pass over a cube: a seeded pixel sample plus exact per-band statistics.
+
+The unmix pipeline reads the scene twice at most: this scan (sample for endmembers/training,
+band statistics for bad-band decisions) and the unmixing pass. Per band it accumulates the
+count of valid values, min, max, sum, and the sum of squared differences between horizontally
+adjacent valid pixels — the noise estimator of ``spectral.noise_from_diffs`` (noise variance =
+mean squared neighbour difference / 2), restricted to the diagonal so it streams in
+O(pixels x bands).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import dask
+import numpy as np
+import xarray as xr
+
+from hsu_geo.errors import InvalidSceneError
+
+
+@dataclass
+class BandStats:
+    """Per-band statistics over the whole scene, arrays of shape (bands,)."""
+
+    count: np.ndarray
+    minimum: np.ndarray
+    maximum: np.ndarray
+    total: np.ndarray
+    diff_sq: np.ndarray
+    diff_count: np.ndarray
+    pixels: int
+
+    @property
+    def mean(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.total / self.count
+
+    @property
+    def noise_std(self) -> np.ndarray:
+        """Noise standard deviation from adjacent-pixel differences (NaN if unknown)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.sqrt(self.diff_sq / self.diff_count / 2.0)
+
+    @property
+    def snr(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.abs(self.mean) / self.noise_std
+
+    def merge(self, other: BandStats) -> BandStats:
+        return BandStats(
+            self.count + other.count, np.fmin(self.minimum, other.minimum),
+            np.fmax(self.maximum, other.maximum), self.total + other.total,
+            self.diff_sq + other.diff_sq, self.diff_count + other.diff_count,
+            self.pixels + other.pixels,
+        )
+
+
+def _scan_block(block: np.ndarray, quota: int, seed: int) -> tuple[np.ndarray, BandStats]:
+    """Sample up to ``quota`` pixels of a ``(L, h, w)`` block and accumulate band stats."""
+    L = block.shape[0]
+    finite = np.isfinite(block)
+    count = finite.sum(axis=(1, 2)).astype("int64")
+    filled = np.where(finite, block, 0.0)
+    total = filled.sum(axis=(1, 2), dtype="float64")
+    with np.errstate(invalid="ignore"):
+        minimum = np.where(count > 0, np.nanmin(np.where(finite, block, np.inf), axis=(1, 2)),
+                           np.nan)
+        maximum = np.where(count > 0, np.nanmax(np.where(finite, block, -np.inf),
+                                                axis=(1, 2)), np.nan)
+    pair = finite[:, :, 1:] & finite[:, :, :-1]
+    diff = np.where(pair, filled[:, :, 1:] - filled[:, :, :-1], 0.0)
+    diff_sq = np.einsum("bij,bij->b", diff, diff, dtype="float64")
+    stats = BandStats(count, minimum.astype("float64"), maximum.astype("float64"), total,
+                      diff_sq, pair.sum(axis=(1, 2)).astype("int64"),
+                      block.shape[1] * block.shape[2])
+    flat = block.reshape(L, -1)
+    anyvalid = np.flatnonzero(finite.reshape(L, -1).any(axis=0))
+    if anyvalid.size > quota:
+        anyvalid = np.sort(np.random.default_rng(seed).choice(anyvalid, quota, replace=False))
+    return np.ascontiguousarray(flat[:, anyvalid].T), stats
+
+
+def scan_cube(cube: xr.DataArray, n_sample: int, seed: int = 0) -> tuple[np.ndarray, BandStats]:
+    """Read every chunk once: ``(sample (n, bands) float32 with NaNs kept, BandStats)``.
+
+    Pixels are sampled from every chunk in proportion to its area among pixels with at least
+    one finite band; rows may still hold NaN in some bands (bad bands are decided afterwards).
+    """
+    data = cube.data
+    total = data.shape[1] * data.shape[2]
+    blocks = data.to_delayed()
+    tasks = []
+    for j in range(blocks.shape[1]):
+        for i in range(blocks.shape[2]):
+            h, w = data.chunks[1][j], data.chunks[2][i]
+            quota = max(1, math.ceil(n_sample * h * w / total))
+            tasks.append(dask.delayed(_scan_block)(blocks[0, j, i], quota,
+                                                   seed * 1_000_003 + j * 10_007 + i))
+    parts = dask.compute(*tasks)
+    sample = np.concatenate([p[0] for p in parts], axis=0)
+    stats = parts[0][1]
+    for _, s in parts[1:]:
+        stats = stats.merge(s)
+    if sample.shape[0] > n_sample:
+        pick = np.sort(np.random.default_rng(seed).choice(sample.shape[0], n_sample,
+                                                          replace=False))
+        sample = sample[pick]
+    if sample.shape[0] == 0:
+        raise InvalidSceneError(
+            f"{cube.attrs.get('product_id', 'scene')}: every pixel is nodata; check the "
+            "nodata value or the file"
+        )
+    return sample.astype("float32", copy=False), stats
+
+
+def valid_rows(sample: np.ndarray) -> np.ndarray:
+    """Rows of a sample that are finite in every column, ``(n_valid, bands)``."""
+    return sample[np.isfinite(sample).all(axis=1)]
