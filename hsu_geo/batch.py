@@ -1,0 +1,726 @@
+"""``hsu-geo batch``: every scene of an archive, the same settings, resumable, on dask.
+
+:func:`run_batch` discovers the scenes (:mod:`hsu_geo.batch_discovery`), unmixes each into
+``DIR/<scene_id>/`` and keeps ``DIR/batch.json`` (+ ``batch.csv``) up to date after every
+scene, so a killed batch resumes where it stopped: a scene is redone unless its record says
+done, its source files are unchanged (sizes and times) and every output still has its
+recorded sha256. The outputs of one scene appear all at once (see
+:mod:`hsu_geo.write.atomic`); leftovers of an interrupted scene are removed before it is
+redone. At the end ``DIR/catalog.json`` (STAC, :mod:`hsu_geo.stac`) lists the done scenes.
+
+Execution: with the threaded scheduler scenes run one after another; with a dask.distributed
+scheduler (``local[:N]`` or an address) each scene is one task on a worker (``"scenes"``, the
+default: throughput), or scenes run one after another with their chunks spread over the
+workers (``"chunks"``: for a few very large scenes). Either way the numbers match the threaded
+scheduler's.
+
+Train once, apply many: ``train_on`` fits the model on one scene (:func:`fit_model`) and
+applies that fitted unmixer, with its endmember names and order, to every scene with the same
+bands (:func:`unmix_with_model`); other scenes fail with a message saying how they differ.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as dt
+import hashlib
+import json
+import logging
+import math
+import os
+import pickle
+import shutil
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import dask
+import numpy as np
+
+import hsu_geo
+from hsu_geo.batch_discovery import SceneSource, discover, open_source, readers_for
+from hsu_geo.config import UnmixOptions
+from hsu_geo.errors import (
+    ConfigError,
+    EndmemberError,
+    HsuGeoError,
+    OutputError,
+    SceneNotFoundError,
+)
+from hsu_geo.scheduler import scheduler
+from hsu_geo.unmix.base import Unmixer
+from hsu_geo.write.atomic import PART_MARK, atomic_path, ensure_writable_dir
+from hsu_geo.write.provenance import sha256_file
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "hsu-geo/batch/1"
+RECORD, TABLE, CATALOG = "batch.json", "batch.csv", "catalog.json"
+SCRATCH, LOCK, MODEL_FILE = ".hsu-geo-batch-scratch", ".hsu-geo-batch.lock", "trained_model.pkl"
+TOPIC = "hsu-geo-batch"
+WAVELENGTH_TOLERANCE_NM = 0.5
+DISTRIBUTE = ("scenes", "chunks")
+#: options that change how, not what, is computed (left out of the settings check)
+EXECUTION_ONLY = ("scheduler", "save_model")
+
+Say = Callable[[str], None]
+
+
+# -- train once, apply many ---------------------------------------------------------------
+@dataclass
+class FittedModel:
+    """An unmixer fitted once on scene ``scene_id``, with the kept bands it expects."""
+
+    unmixer: Unmixer
+    model: str
+    names: list[str]
+    band: np.ndarray
+    wavelength: np.ndarray
+    scene_id: str
+    endmember_source: str
+    angles_deg: list[float | None]
+    model_config: dict[str, Any]
+    device: str
+
+
+def _bad_band_config(opts: UnmixOptions) -> Any:
+    from hsu_geo.ingest.badbands import BadBandConfig
+
+    return BadBandConfig(drop=opts.drop_bands, keep=opts.keep_bands, seed=opts.seed)
+
+
+def epoch_reporter(say: Say) -> Callable[[Any], None]:
+    """Deep-model training events as a few progress lines (every quarter of a stage)."""
+    def report(event: Any) -> None:
+        step = max(1, event.epochs // 4)
+        if event.epoch == event.epochs or event.epoch % step == 0:
+            say(f"{event.stage} {event.epoch}/{event.epochs} loss {event.loss:.4g}")
+
+    return report
+
+
+def fit_model(scene: str | Path, opts: UnmixOptions, on_stage: Say | None = None
+              ) -> FittedModel:
+    """Open, clean, sample ``scene``, find its endmembers and fit ``opts.model`` once."""
+    from dataclasses import asdict, is_dataclass, replace
+
+    from hsu_geo.ingest import open_scene
+    from hsu_geo.ingest.badbands import preprocess
+    from hsu_geo.pipeline import _extracted_endmembers, _library_endmembers, scene_id_of
+    from hsu_geo.unmix import MODELS
+    from hsu_geo.unmix.adapter import sample_pixels
+    from hsu_geo.unmix.base import make_config
+    from hsu_geo.unmix.device import resolve_device
+
+    say = on_stage or (lambda _msg: None)
+    model_cls = MODELS.get(opts.model)
+    config = make_config(model_cls.Config, opts.settings)
+    if "seed" in {f.name for f in fields(config)} and "seed" not in opts.settings:
+        config = replace(config, seed=opts.seed)  # as run_unmix does
+    device = resolve_device(opts.device)
+    say("opening the training scene")
+    raw = open_scene(scene, sensor=opts.sensor, chunks=opts.chunk_size,
+                     wavelengths=opts.wavelengths)
+    cube, _ = preprocess(raw, _bad_band_config(opts))
+    say("sampling pixels")
+    Y = sample_pixels(cube, opts.sample_size, seed=opts.seed)
+    say("finding endmembers")
+    em = _library_endmembers(cube, opts) if (opts.endmembers or opts.library) else \
+        _extracted_endmembers(Y, cube, opts)
+    say(f"fitting {opts.model}")
+    unmixer = model_cls(config, device=device)
+    if hasattr(unmixer, "progress"):
+        unmixer.progress = epoch_reporter(say)
+    unmixer.fit(Y, em.spectra)
+    if hasattr(unmixer, "progress"):
+        unmixer.progress = None  # the fitted model travels to workers without the callback
+    angles = [None if a is None else math.degrees(a) for a in em.angles_rad]
+    return FittedModel(unmixer, opts.model, list(em.names), np.asarray(cube["band"].values),
+                       np.asarray(cube["wavelength"].values, "float64"), scene_id_of(raw),
+                       em.source, angles, asdict(config) if is_dataclass(config) else {},
+                       device)
+
+
+def check_bands(scene_id: str, wavelength: np.ndarray, fitted: FittedModel) -> None:
+    """Refuse a scene whose kept bands differ from the training scene's (> 0.5 nm apart)."""
+    n, m = wavelength.size, fitted.wavelength.size
+    if n != m:
+        raise EndmemberError(
+            f"{scene_id}: {n} bands kept but the model trained on {fitted.scene_id} expects "
+            f"{m}; process scenes with other bands in a separate batch")
+    gap = np.abs(wavelength - fitted.wavelength)
+    if gap.size and float(gap.max()) > WAVELENGTH_TOLERANCE_NM:
+        i = int(np.argmax(gap))
+        raise EndmemberError(
+            f"{scene_id}: kept band {i + 1} is at {wavelength[i]:.2f} nm, the training scene "
+            f"{fitted.scene_id}'s at {fitted.wavelength[i]:.2f} nm (more than "
+            f"{WAVELENGTH_TOLERANCE_NM} nm apart); process it in a separate batch")
+
+
+def unmix_with_model(scene: str | Path, out_dir: str | Path, opts: UnmixOptions,
+                     fitted: FittedModel, *, overwrite: bool = False, progress: bool = False,
+                     on_stage: Say | None = None) -> dict[str, Any]:
+    """:func:`hsu_geo.pipeline.run_unmix` with a pre-fitted unmixer, in the active scheduler.
+
+    Same stages and outputs, minus endmember search and fitting; returns the same dict.
+    """
+    from hsu_geo.ingest import open_scene
+    from hsu_geo.ingest.badbands import preprocess
+    from hsu_geo.pipeline import scene_id_of
+    from hsu_geo.unmix.adapter import apply_unmixer
+    from hsu_geo.write.atomic import check_targets
+    from hsu_geo.write.outputs import output_paths, write_outputs
+    from hsu_geo.write.provenance import build_run_record
+
+    say = on_stage or (lambda _msg: None)
+    timings: dict[str, float] = {}
+    out = Path(out_dir)
+    t0 = time.perf_counter()
+    say("opening scene")
+    raw = open_scene(scene, sensor=opts.sensor, chunks=opts.chunk_size,
+                     wavelengths=opts.wavelengths)
+    scene_id = scene_id_of(raw)
+    ensure_writable_dir(out)
+    check_targets(list(output_paths(out, scene_id, fitted.model).values()), overwrite=overwrite)
+    timings["open"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
+    say("checking bands")
+    cube, report = preprocess(raw, _bad_band_config(opts))
+    check_bands(scene_id, np.asarray(cube["wavelength"].values, "float64"), fitted)
+    timings["bad_bands"] = round(time.perf_counter() - t0, 3)
+    result = apply_unmixer(cube, fitted.unmixer, fitted.names, attrs={
+        "model": fitted.model, "seed": opts.seed, "device": fitted.device})
+    record = build_run_record(
+        scene_id=scene_id, model=fitted.model,
+        config={"options": opts.to_dict(), "model_config": fitted.model_config},
+        seed=opts.seed, device=fitted.device,
+        inputs=[p for p in raw.attrs.get("source_files", []) if Path(p).is_file()],
+        timings=timings, endmembers=fitted.names,
+        endmember_angles_deg=[a if a is not None else float("nan") for a in fitted.angles_deg],
+        extra={"scene": str(scene), "reader": raw.attrs.get("reader"),
+               "trained_on": fitted.scene_id, "endmember_source": fitted.endmember_source,
+               "bad_band_sample_pixels": report.sample_pixels,
+               "bands_used": int(cube.sizes["band"]),
+               "dropped_bands": cube.attrs.get("dropped_bands", []),
+               "fit": fitted.unmixer.fit_info},
+    )
+    t0 = time.perf_counter()
+    say("unmixing and writing")
+    outputs = write_outputs(result, out, scene_id, fitted.model, overwrite=overwrite,
+                            run_record=record, progress=progress)
+    timings["unmix_and_write"] = round(time.perf_counter() - t0, 3)
+    return {"outputs": outputs, "record": record, "scene_id": scene_id,
+            "endmembers": fitted.names, "timings": timings}
+
+
+# -- one scene ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SceneTask:
+    """What a worker needs to process one scene (picklable)."""
+
+    scene_id: str
+    path: str
+    out_dir: str
+    opts: UnmixOptions
+    overwrite: bool = False
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def one_line(exc: BaseException) -> str:
+    """The CLI's one-line form of an error."""
+    if isinstance(exc, HsuGeoError):
+        msg = str(exc)
+    elif isinstance(exc, OSError) and exc.filename:
+        msg = f"{exc.strerror or exc}: {exc.filename}"
+    else:
+        msg = f"internal error ({type(exc).__name__}: {exc})"
+    return (msg.splitlines() or [type(exc).__name__])[0]
+
+
+def _release_unpacked(path: Path) -> None:
+    """Delete the scratch copy of a ``.tar.gz`` delivery gf5_archive keeps per process."""
+    from hsu_geo.ingest import gf5_archive
+
+    key = str(path.resolve())
+    for k in [k for k in gf5_archive._UNPACKED if k[0] == key]:
+        shutil.rmtree(gf5_archive._UNPACKED.pop(k), ignore_errors=True)
+
+
+def scene_metadata(path: Path, opts: UnmixOptions) -> dict[str, Any]:
+    """Scene attrs the catalog uses (time, footprint, platform); reads headers only."""
+    from hsu_geo.ingest import open_scene
+
+    cube = open_scene(path, sensor=opts.sensor, chunks=opts.chunk_size,
+                      wavelengths=opts.wavelengths)
+    keys = ("sensor", "satellite", "product_id", "acquisition_time", "acquisition_date",
+            "footprint_lonlat", "reader", "quantity")
+    return {k: cube.attrs[k] for k in keys if cube.attrs.get(k) not in (None, "")}
+
+
+def process_scene(task: SceneTask, fitted: FittedModel | None = None, *,
+                  on_stage: Say | None = None, progress: bool = False) -> dict[str, Any]:
+    """Unmix one scene into ``task.out_dir``; never raises for a bad scene (status failed)."""
+    from hsu_geo.pipeline import run_unmix
+    from hsu_geo.stac import scene_properties
+
+    started, t0 = _now(), time.perf_counter()
+    path = Path(task.path)
+    outcome: dict[str, Any] = {"started_utc": started}
+    try:
+        meta = scene_metadata(path, task.opts)
+        if fitted is not None:
+            result = unmix_with_model(path, task.out_dir, task.opts, fitted,
+                                      overwrite=task.overwrite, progress=progress,
+                                      on_stage=on_stage)
+        else:
+            result = run_unmix(path, task.out_dir, task.opts, overwrite=task.overwrite,
+                               progress=progress, on_stage=on_stage,
+                               on_epoch=epoch_reporter(on_stage) if on_stage else None)
+        outputs = [{"key": key, "name": p.name, "bytes": p.stat().st_size,
+                    "sha256": sha256_file(p)} for key, p in result["outputs"].items()]
+        outcome.update(status="done", error=None, outputs=outputs,
+                       endmembers=list(result["endmembers"]),
+                       model=result["record"].get("model"),
+                       timings_s={**result["timings"], **result["record"]["timings_s"]},
+                       stac=scene_properties(result["outputs"]["abundance"], meta))
+    except Exception as exc:
+        log.debug("scene %s failed", task.scene_id, exc_info=True)
+        outcome.update(status="failed", error=one_line(exc), outputs=[])
+        with contextlib.suppress(OSError):
+            Path(task.out_dir).rmdir()  # only when the failed scene left it empty
+    finally:
+        _release_unpacked(path)
+    outcome.update(finished_utc=_now(), seconds=round(time.perf_counter() - t0, 3))
+    return outcome
+
+
+def _process_on_worker(task: SceneTask, fitted: FittedModel | None) -> dict[str, Any]:
+    """:func:`process_scene` inside a dask worker: threads of this worker only."""
+    from distributed import get_worker
+
+    worker = get_worker()
+
+    def say(msg: str) -> None:
+        worker.log_event(TOPIC, {"scene": task.scene_id, "msg": msg})
+
+    with dask.config.set(scheduler="threads", num_workers=max(1, worker.state.nthreads)):
+        return process_scene(task, fitted, on_stage=say)
+
+
+# -- the batch record -----------------------------------------------------------------------
+def settings_of(archive: Path, opts: UnmixOptions, train_on: str | None) -> dict[str, Any]:
+    """What makes results differ: options (minus execution-only ones), archive, train_on."""
+    out = {k: v for k, v in opts.to_dict().items() if k not in EXECUTION_ONLY}
+    out.update(archive=str(archive.resolve()), train_on=train_on)
+    return json.loads(json.dumps(out, default=str))
+
+
+def settings_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
+    """``"k was '3', now 'auto'"`` for the first differing setting, else None.
+
+    A setting missing from the old record counts as its default (options added later).
+    """
+    defaults = {f.name: f.default for f in fields(UnmixOptions) if f.default is not MISSING}
+    for key in sorted(set(old) | set(new)):
+        a = old.get(key, defaults.get(key))
+        b = new.get(key, defaults.get(key))
+        if key == "settings":
+            a, b = a or {}, b or {}
+        if a != b:
+            return f"{key} was {a!r}, now {b!r}"
+    return None
+
+
+def load_record(out_dir: Path) -> dict[str, Any] | None:
+    """The batch record in ``out_dir``, or None; a foreign or broken one is an error."""
+    path = out_dir / RECORD
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"{path} is unreadable ({exc}); remove it or choose another -o") \
+            from None
+    if not isinstance(record, dict) or record.get("schema") != SCHEMA:
+        raise OutputError(f"{path} is not an hsu-geo batch record; choose another -o")
+    return record
+
+
+def _write_json(path: Path, data: Any) -> None:
+    with atomic_path(path, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n",
+                       encoding="utf-8")
+
+
+def write_table(out_dir: Path, record: Mapping[str, Any]) -> Path:
+    """``batch.csv``: one row per scene or skipped entry."""
+    path = out_dir / TABLE
+    cols = ["scene_id", "status", "seconds", "reader", "source", "outputs", "error"]
+    with atomic_path(path, overwrite=True) as tmp, open(tmp, "w", newline="",
+                                                        encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(cols)
+        for e in record["scenes"]:
+            writer.writerow([e.get("scene_id") or "", e["status"], e.get("seconds", ""),
+                             e.get("reader") or "", e["source"], len(e.get("outputs") or []),
+                             e.get("error") or ""])
+    return path
+
+
+def verify_outputs(scene_dir: Path, entry: Mapping[str, Any]) -> bool:
+    """True if every recorded output exists with its recorded size and sha256."""
+    outputs = entry.get("outputs") or []
+    if entry.get("status") != "done" or not outputs:
+        return False
+    for item in outputs:
+        path = scene_dir / item["name"]
+        if not path.is_file() or path.stat().st_size != item["bytes"] \
+                or sha256_file(path) != item["sha256"]:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def _exclusive(out_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``out_dir`` (released by the OS even on SIGKILL)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    with open(out_dir / LOCK, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise OutputError(f"{out_dir} is in use by another hsu-geo batch; wait for it or "
+                              "choose another -o") from None
+        yield
+
+
+# -- the batch ------------------------------------------------------------------------------
+@dataclass
+class _Batch:
+    out: Path
+    opts: UnmixOptions
+    source: Any
+    record: dict[str, Any]
+    say: Say
+    progress: bool
+    fail_fast: bool
+    overwrite: bool
+    owned: bool = False
+    fitted: FittedModel | None = None
+    done_count: int = 0
+    todo_count: int = 0
+    stopped: bool = False
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def save(self) -> None:
+        summary = {s: 0 for s in ("done", "failed", "skipped", "pending")}
+        for e in self.record["scenes"]:
+            summary[e["status"]] = summary.get(e["status"], 0) + 1
+        self.record["summary"] = summary
+        self.record["updated_utc"] = _now()
+        _write_json(self.out / RECORD, self.record)
+
+    def task(self, scene: SceneSource, path: Path, scene_opts: UnmixOptions) -> SceneTask:
+        scene_dir = self.out / scene.scene_id
+        if self.owned and scene_dir.exists():  # leftovers of an interrupted or failed run
+            shutil.rmtree(scene_dir)
+        return SceneTask(scene.scene_id, str(path), str(scene_dir), scene_opts, self.overwrite)
+
+    def finish(self, scene: SceneSource, outcome: Mapping[str, Any]) -> None:
+        self.source.release(scene)
+        entry = self.entries[scene.scene_id]
+        entry.update(outcome)
+        self.done_count += 1
+        where = f"[{self.done_count}/{self.todo_count}] {scene.scene_id}"
+        if entry["status"] == "done":
+            self.say(f"{where}: done in {entry.get('seconds', 0):.1f} s")
+        else:
+            self.say(f"{where}: failed: {entry['error']}")
+            self.stopped = self.fail_fast
+        self.save()
+
+    def stage_reporter(self, scene_id: str) -> Say:
+        def report(msg: str) -> None:
+            self.say(f"  {scene_id}: {msg}")
+
+        return report
+
+    def fail(self, scene: SceneSource, exc: BaseException) -> None:
+        self.finish(scene, {"status": "failed", "error": one_line(exc), "outputs": [],
+                            "finished_utc": _now()})
+
+    def run_sequential(self, todo: list[SceneSource], scene_opts: UnmixOptions) -> None:
+        for scene in todo:
+            if self.stopped:
+                break
+            try:
+                path = self.source.materialize(scene)
+            except HsuGeoError as exc:
+                self.fail(scene, exc)
+                continue
+            self.finish(scene, process_scene(self.task(scene, path, scene_opts), self.fitted,
+                                             on_stage=self.stage_reporter(scene.scene_id),
+                                             progress=self.progress))
+
+    def run_parallel(self, client: Any, todo: list[SceneSource], scene_opts: UnmixOptions
+                     ) -> None:
+        from distributed import as_completed
+
+        fitted = client.scatter(self.fitted, broadcast=True) if self.fitted else None
+        window = sum(client.nthreads().values()) + 1
+        queue, running = list(todo), {}
+        pending = as_completed()
+
+        def fill() -> None:
+            while queue and len(running) < window and not self.stopped:
+                scene = queue.pop(0)
+                try:
+                    path = self.source.materialize(scene)
+                except HsuGeoError as exc:
+                    self.fail(scene, exc)
+                    continue
+                fut = client.submit(_process_on_worker, self.task(scene, path, scene_opts),
+                                    fitted, pure=False, key=f"hsu-geo-scene-{scene.scene_id}-"
+                                    f"{os.urandom(4).hex()}")
+                running[fut.key] = (fut, scene)
+                pending.add(fut)
+
+        client.subscribe_topic(TOPIC, lambda event: self.stage_reporter(event[1]["scene"])(
+            event[1]["msg"]))
+        try:
+            fill()
+            for fut in pending:
+                _, scene = running.pop(fut.key)
+                try:
+                    outcome = fut.result()
+                except Exception as exc:  # the worker died (memory, signal)
+                    outcome = {"status": "failed", "error": one_line(exc), "outputs": []}
+                self.finish(scene, outcome)
+                if self.stopped:
+                    client.cancel([f for f, _ in running.values()])
+                    break
+                fill()
+        finally:
+            client.unsubscribe_topic(TOPIC)
+
+
+def _client() -> Any:
+    try:
+        from distributed import default_client
+
+        return default_client()
+    except (ImportError, ValueError):
+        return None
+
+
+def _fingerprint_model(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _training(batch: _Batch, scene: SceneSource, previous: Mapping[str, Any] | None
+              ) -> bool:
+    """Fit (or reload) the shared model; True if the stored one was reused."""
+    path = batch.out / MODEL_FILE
+    old = (previous or {}).get("training") or {}
+    if path.is_file() and old.get("sha256") and old.get("scene_id") == scene.scene_id \
+            and _fingerprint_model(path) == old["sha256"]:
+        with open(path, "rb") as fh:
+            batch.fitted = pickle.load(fh)  # written by this batch; checksum verified above
+        batch.record["training"] = dict(old)
+        return True
+    batch.say(f"training {batch.opts.model} on {scene.scene_id}")
+    scene_path = batch.source.materialize(scene)
+    try:
+        batch.fitted = fit_model(scene_path, batch.opts,
+                                 on_stage=batch.stage_reporter(scene.scene_id))
+    except HsuGeoError as exc:
+        raise type(exc)(f"--train-on {scene.scene_id}: {one_line(exc)}") from None
+    finally:
+        _release_unpacked(scene_path)
+    with atomic_path(path, overwrite=True) as tmp, open(tmp, "wb") as fh:
+        pickle.dump(batch.fitted, fh)
+    if batch.opts.save_model:  # a checkpoint hsu-geo unmix/batch --load-model can apply
+        from hsu_geo.unmix.deep.checkpoint import save_checkpoint
+        from hsu_geo.write.atomic import check_targets
+
+        check_targets([Path(batch.opts.save_model)], overwrite=batch.overwrite)
+        save_checkpoint(batch.opts.save_model, batch.fitted.unmixer, batch.fitted.wavelength,
+                        batch.fitted.names, batch.fitted.band)
+    batch.record["training"] = {
+        "scene_id": scene.scene_id, "model": batch.fitted.model,
+        "endmembers": batch.fitted.names, "bands": int(batch.fitted.wavelength.size),
+        "wavelength_nm": [round(float(w), 3) for w in batch.fitted.wavelength],
+        "file": MODEL_FILE, "sha256": _fingerprint_model(path)}
+    return False
+
+
+def _check_unique(scenes: list[SceneSource]) -> None:
+    seen: dict[str, SceneSource] = {}
+    reserved = {RECORD, TABLE, CATALOG, SCRATCH, LOCK, MODEL_FILE}
+    for scene in scenes:
+        if scene.scene_id in reserved:
+            raise ConfigError(f"scene id {scene.scene_id!r} ({scene.rel}) is the name of a "
+                              "batch file in DIR; rename the scene")
+        if scene.scene_id in seen:
+            raise ConfigError(
+                f"scene id {scene.scene_id!r} is used by both {seen[scene.scene_id].rel} and "
+                f"{scene.rel}; rename one (outputs go to DIR/<scene id>/)")
+        seen[scene.scene_id] = scene
+
+
+def _scene_opts(opts: UnmixOptions, client: Any, distribute: str) -> UnmixOptions:
+    from dataclasses import replace
+
+    address = client.scheduler.address if client is not None and distribute == "chunks" \
+        else None
+    return replace(opts, scheduler=address, save_model=None)
+
+
+def run_batch(
+    archive: str | Path,
+    out_dir: str | Path,
+    opts: UnmixOptions,
+    *,
+    train_on: str | None = None,
+    fail_fast: bool = False,
+    overwrite: bool = False,
+    distribute: str = "scenes",
+    say: Say | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Unmix every scene of ``archive`` into ``out_dir/<scene_id>/``; returns the record.
+
+    ``say`` receives progress lines; ``progress`` shows dask progress bars (threads only).
+    Raises for bad input (missing/empty archive, duplicate scene ids, settings that differ
+    from a previous batch in ``out_dir`` without ``overwrite``); a bad scene only fails.
+    """
+    if distribute not in DISTRIBUTE:
+        raise ConfigError(f"--distribute {distribute!r}: use one of {', '.join(DISTRIBUTE)}")
+    if train_on is not None and opts.load_model:
+        raise ConfigError("give either --train-on SCENE_ID or --load-model PATH, not both")
+    if opts.save_model and train_on is None:
+        raise ConfigError("--save-model in a batch needs --train-on SCENE_ID (one model for "
+                          "every scene); or save it with hsu-geo unmix --save-model")
+    archive, out = Path(archive), Path(out_dir)
+    if not archive.exists():
+        raise SceneNotFoundError(f"{archive}: no such folder or archive; check the path")
+    ensure_writable_dir(out)
+    with _exclusive(out):
+        return _run_locked(archive, out, opts, train_on, fail_fast, overwrite, distribute,
+                           say or (lambda _msg: None), progress)
+
+
+def _run_locked(archive: Path, out: Path, opts: UnmixOptions, train_on: str | None,
+                fail_fast: bool, overwrite: bool, distribute: str, say: Say,
+                progress: bool) -> dict[str, Any]:
+    settings = settings_of(archive, opts, train_on)
+    previous = load_record(out)
+    owned = previous is not None
+    if previous is not None and not overwrite:
+        diff = settings_difference(previous.get("settings", {}), settings)
+        if diff:
+            raise ConfigError(f"{out} holds a batch run with other settings ({diff}); pass "
+                              "--overwrite to redo every scene, or choose another -o")
+    if overwrite:
+        previous = None
+    scratch = out / SCRATCH
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    source = None
+    try:
+        source = open_source(archive, scratch, exclude=out)
+        scenes, skipped = discover(source, readers_for(opts.sensor),
+                                   need_wavelengths=opts.wavelengths is None)
+        if not scenes:
+            first = f" (first: {skipped[0].rel}: {skipped[0].reason})" if skipped else ""
+            raise ConfigError(f"{archive}: no scenes found among {source.count_files()} "
+                              f"files{first}")
+        _check_unique(scenes)
+        ids = [s.scene_id for s in scenes]
+        if train_on is not None and train_on not in ids:
+            raise ConfigError(f"--train-on {train_on!r} is not a scene of {archive}; scene "
+                              f"ids: {', '.join(ids[:8])}{' …' if len(ids) > 8 else ''}")
+        batch = _Batch(out, opts, source, {}, say, progress, fail_fast, overwrite, owned)
+        return _process(batch, archive, scenes, skipped, previous, settings, train_on,
+                        distribute)
+    finally:
+        if source is not None:
+            source.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _process(batch: _Batch, archive: Path, scenes: list[SceneSource], skipped: list[Any],
+             previous: Mapping[str, Any] | None, settings: dict[str, Any],
+             train_on: str | None, distribute: str) -> dict[str, Any]:
+    from hsu_geo.stac import write_catalog
+
+    out, opts, source, say = batch.out, batch.opts, batch.source, batch.say
+
+    old = {e.get("scene_id"): e for e in (previous or {}).get("scenes", []) if e.get("scene_id")}
+    record = batch.record
+    record.update({
+        "schema": SCHEMA, "hsu_geo": hsu_geo.__version__, "archive": str(archive),
+        "settings": settings,
+        "created_utc": (previous or {}).get("created_utc") or _now(),
+        "started_utc": _now(), "archive_error": source.error, "training": None,
+        "scenes": [],
+    })
+    if source.error:
+        say(f"warning: {archive}: {source.error}")
+    kept: list[str] = []
+    for scene in scenes:
+        prior = old.get(scene.scene_id)
+        entry = {"scene_id": scene.scene_id, "source": scene.rel, "reader": scene.reader,
+                 "fingerprint": scene.fingerprint, "status": "pending", "error": None}
+        if prior and prior.get("fingerprint") == scene.fingerprint \
+                and verify_outputs(out / scene.scene_id, prior):
+            entry = {**prior, **entry, "status": "done", "reused": True}
+            kept.append(scene.scene_id)
+            for stray in (out / scene.scene_id).glob(f".*{PART_MARK}*"):
+                stray.unlink()  # temporaries of no one: this scene's outputs are complete
+        batch.entries[scene.scene_id] = entry
+        record["scenes"].append(entry)
+    record["scenes"] += [{"scene_id": None, "source": s.rel, "reader": None,
+                          "status": "skipped", "error": s.reason} for s in skipped]
+    todo = source.ordered([s for s in scenes if s.scene_id not in kept])
+    say(f"{len(scenes)} scenes ({len(kept)} already done), {len(skipped)} skipped")
+    with scheduler(opts.scheduler) as description:
+        say(f"running on {description}")
+        record["scheduler"] = description
+        client = _client() if opts.scheduler else None
+        record["distribute"] = distribute if client is not None else "threads"
+        if train_on is not None and todo:
+            train_scene = next(s for s in scenes if s.scene_id == train_on)
+            if not _training(batch, train_scene, previous) and kept:
+                say("the stored model could not be reused: redoing every scene")
+                for sid in kept:
+                    batch.entries[sid].update(status="pending", outputs=[], reused=False)
+                todo, kept = source.ordered(scenes), []
+            todo.sort(key=lambda s: s.scene_id != train_on)  # stable: archive order otherwise
+        elif train_on is not None:
+            record["training"] = (previous or {}).get("training")
+        batch.todo_count = len(todo)
+        batch.save()
+        source.plan(todo)
+        scene_opts = _scene_opts(opts, client, distribute)
+        if client is not None and distribute == "scenes":
+            batch.run_parallel(client, todo, scene_opts)
+        else:
+            batch.run_sequential(todo, scene_opts)
+    for entry in record["scenes"]:
+        if entry["status"] == "pending":
+            entry["error"] = "not run: --fail-fast stopped the batch after a failure"
+    record["finished_utc"] = _now()
+    write_catalog(out, record)
+    batch.save()
+    write_table(out, record)
+    return record

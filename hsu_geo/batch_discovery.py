@@ -1,0 +1,504 @@
+"""Find the scenes of a batch archive: a folder tree, or a ``.tar``/``.tar.gz``/``.zip`` of one.
+
+Discovery asks the readers' ``guess_can_open`` (in reader priority order) from the top down.
+A folder a reader claims is one scene unless a scene was found below it (then it is only a
+container). In a container every claimed file is a scene, except that an ENVI data file joins
+its header, and the files a folder-product reader (GF-5, EnMAP) claims form one scene per
+folder. An unclaimed file named like a scene file plus an extension (``x.tif.aux.xml``,
+``x.rpb``) joins that scene as a sidecar; anything else is listed as skipped, with the reason.
+
+Archives are never unpacked as a whole. Listing one writes a *shadow tree* of its members into
+a scratch folder, each file holding at most the member's first ``HEAD_BYTES`` (all of a small
+text member such as a header or XML), which is all ``guess_can_open`` looks at. A scene's
+members are unpacked just before it is processed and deleted after
+(:meth:`ArchiveSource.materialize`, :meth:`ArchiveSource.release`). ``.tar`` and ``.zip`` are
+read at random; a ``.tar.gz`` has no random access, so it is streamed in member order: the
+members of every planned scene are written out as the stream passes them, and the stream only
+restarts if a scene is asked for after its members went by.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import shutil
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+from hsu_geo.errors import InvalidSceneError, SceneNotFoundError
+from hsu_geo.ingest import READERS
+from hsu_geo.ingest.base import SceneReader
+from hsu_geo.ingest.gf5_archive import archive_kind, strip_archive_suffix
+from hsu_geo.ingest.gf5_files import image_product
+
+HEAD_BYTES = 64 * 1024
+COPY_BYTES = 1024 * 1024
+FOLDER_PRODUCT_READERS = ("gf5", "enmap")
+_IGNORED = ("__MACOSX", "Thumbs.db", "desktop.ini")
+_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+_ENVI_WAVELENGTH = re.compile(rb"^\s*wavelength\s*=", re.I | re.M)
+_ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error)
+
+Readers = Sequence[tuple[str, type[SceneReader]]]
+
+
+def safe_id(text: str) -> str:
+    """A file-name-safe scene id (same alphabet as the pipeline's scene ids)."""
+    return _ID_CHARS.sub("_", text).strip("_") or "scene"
+
+
+@dataclass(frozen=True)
+class SceneSource:
+    """One discovered scene: id, path (posix, relative to the archive root), reader, files."""
+
+    scene_id: str
+    rel: str
+    reader: str
+    members: tuple[str, ...]
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file or folder that is not a scene, and why."""
+
+    rel: str
+    reason: str
+
+
+@dataclass
+class _Found:
+    rel: str
+    reader: str
+    members: list[str] = field(default_factory=list)
+    is_dir: bool = False
+
+
+def readers_for(sensor: str) -> list[tuple[str, type[SceneReader]]]:
+    """Readers to ask, in priority order (only ``sensor`` when one is forced)."""
+    if sensor != "auto":
+        return [(sensor, READERS.get(sensor))]
+    return sorted(READERS.items(), key=lambda item: (item[1].priority, item[0]))
+
+
+def _claim(path: Path, readers: Readers) -> str | None:
+    for name, reader in readers:
+        try:
+            if reader.guess_can_open(path):
+                return name
+        except Exception:  # a reader that cannot even guess does not claim the path
+            continue
+    return None
+
+
+def _entries(folder: Path, exclude: Path | None) -> tuple[list[Path], list[Path]]:
+    dirs: list[Path] = []
+    files: list[Path] = []
+    for child in sorted(folder.iterdir(), key=lambda p: p.name):
+        if child.name.startswith(".") or child.name in _IGNORED:
+            continue
+        if exclude is not None and child.resolve() == exclude:
+            continue
+        if child.is_dir():
+            dirs.append(child)
+        elif child.is_file():
+            files.append(child)
+    return dirs, files
+
+
+def _rel(root: Path, path: Path) -> str:
+    return path.relative_to(root).as_posix() if path != root else "."
+
+
+def _all_files(root: Path, folder: Path, exclude: Path | None) -> list[str]:
+    dirs, files = _entries(folder, exclude)
+    out = [_rel(root, f) for f in files]
+    for sub in dirs:
+        out.extend(_all_files(root, sub, exclude))
+    return out
+
+
+def _walk(root: Path, folder: Path, readers: Readers, exclude: Path | None
+          ) -> tuple[list[_Found], list[Skipped]]:
+    dirs, files = _entries(folder, exclude)
+    found: list[_Found] = []
+    skipped: list[Skipped] = []
+    for sub in dirs:
+        f, s = _walk(root, sub, readers, exclude)
+        found += f
+        skipped += s
+    if not found:
+        reader = _claim(folder, readers)
+        if reader is not None:
+            return [_Found(_rel(root, folder), reader, _all_files(root, folder, exclude),
+                           is_dir=True)], []
+    f, s = _group_files(root, files, readers)
+    return found + f, skipped + s
+
+
+def _group_key(path: Path, reader: str) -> tuple[str, ...]:
+    if archive_kind(path) is None:
+        if reader == "envi":
+            from hsu_geo.ingest.envi import find_header
+
+            header = find_header(path)
+            return ("envi", header.name if header is not None else path.name)
+        if reader in FOLDER_PRODUCT_READERS:
+            return (reader,)
+    return ("file", path.name)
+
+
+def _group_files(root: Path, files: list[Path], readers: Readers
+                 ) -> tuple[list[_Found], list[Skipped]]:
+    groups: dict[tuple[str, ...], _Found] = {}
+    unclaimed: list[Path] = []
+    for path in files:
+        reader = _claim(path, readers)
+        if reader is None:
+            unclaimed.append(path)
+            continue
+        group = groups.setdefault(_group_key(path, reader), _Found(_rel(root, path), reader))
+        group.members.append(_rel(root, path))
+        if path.suffix.lower() == ".hdr":
+            group.rel = _rel(root, path)  # ENVI scenes are opened by their header
+    skipped: list[Skipped] = []
+    # the RadCal/XML files of a GF-5 (or EnMAP) product laid out flat belong to it
+    folder_product = next((g for g in groups.values() if g.reader in FOLDER_PRODUCT_READERS
+                           and archive_kind(Path(g.rel)) is None), None)
+    for path in unclaimed:
+        owner = _sidecar_owner(path.name, groups.values()) or folder_product
+        if owner is not None:
+            owner.members.append(_rel(root, path))
+        else:
+            skipped.append(Skipped(_rel(root, path), _unclaimed_reason(path)))
+    return list(groups.values()), skipped
+
+
+def _sidecar_owner(name: str, groups: Iterable[_Found]) -> _Found | None:
+    for group in groups:
+        for member in group.members:
+            base = PurePosixPath(member).name
+            stem = base.split(".")[0]
+            if name.startswith(base + ".") or (stem and name.startswith(stem + ".")):
+                return group
+    return None
+
+
+def _unclaimed_reason(path: Path) -> str:
+    if archive_kind(path) is not None:
+        return ("archive is not a recognised product (nested batch archives are not opened; "
+                "unpack it or pass it to hsu-geo batch on its own)")
+    return "no reader recognises this file (see `hsu-geo readers`)"
+
+
+def _scene_id(found: _Found, source_name: str) -> str:
+    name = PurePosixPath(found.rel).name if found.rel != "." else source_name
+    if found.is_dir or found.rel == ".":
+        return safe_id(strip_archive_suffix(name))
+    if archive_kind(Path(name)) is not None:
+        return safe_id(strip_archive_suffix(name))
+    product = image_product(name) if found.reader == "gf5" else None
+    if product is not None:
+        return safe_id(product[0])
+    if found.reader == "enmap":
+        return safe_id(re.split(r"-(?:SPECTRAL_IMAGE|METADATA)", name, flags=re.I)[0])
+    if name.lower().endswith(".hdr"):
+        return safe_id(name[:-4])
+    return safe_id(PurePosixPath(name).stem or name)
+
+
+def _envi_without_wavelengths(root: Path, found: _Found) -> bool:
+    header = next((m for m in found.members if m.lower().endswith(".hdr")), None)
+    if found.reader != "envi" or header is None:
+        return False
+    with contextlib.suppress(OSError):
+        return _ENVI_WAVELENGTH.search((root / header).read_bytes()[:HEAD_BYTES]) is None
+    return False
+
+
+def discover(source: FolderSource | ArchiveSource, readers: Readers,
+             need_wavelengths: bool = True) -> tuple[list[SceneSource], list[Skipped]]:
+    """Scenes and skipped entries of ``source``, in path order.
+
+    ``need_wavelengths``: an ENVI file whose header has no wavelength list (AVIRIS-NG GLT,
+    IGM, OBS ancillaries) is skipped rather than reported as a failed scene.
+    """
+    found, skipped = _walk(source.root, source.root, readers, source.exclude)
+    if len(readers) == 1:  # a forced --sensor: say so instead of "no reader"
+        name = readers[0][0]
+        skipped = [Skipped(s.rel, f"not a {name} product (the sensor is set to {name})")
+                   if s.reason.startswith("no reader") else s for s in skipped]
+    scenes: list[SceneSource] = []
+    for item in sorted(found, key=lambda f: f.rel):
+        if need_wavelengths and _envi_without_wavelengths(source.root, item):
+            skipped.append(Skipped(item.rel, "ENVI header has no band wavelengths (an ancillary "
+                                             "file such as _obs, _glt or _igm?)"))
+            continue
+        members = tuple(sorted(set(item.members)))
+        scenes.append(SceneSource(_scene_id(item, source.path.name), item.rel, item.reader,
+                                  members, source.fingerprint(members)))
+    return scenes, sorted(skipped, key=lambda s: s.rel)
+
+
+class FolderSource:
+    """A folder tree of scenes, read in place."""
+
+    kind = "folder"
+
+    def __init__(self, path: Path, exclude: Path | None = None) -> None:
+        self.path = path
+        self.root = path
+        self.exclude = exclude.resolve() if exclude is not None else None
+        self.truncated: str | None = None
+        self.error: str | None = None
+
+    def count_files(self) -> int:
+        return len(_all_files(self.root, self.root, self.exclude))
+
+    def fingerprint(self, members: Sequence[str]) -> str:
+        rows = []
+        for m in members:
+            st = (self.root / m).stat()
+            rows.append(f"{m}\t{st.st_size}\t{st.st_mtime_ns}")
+        return _digest(rows)
+
+    def ordered(self, scenes: Sequence[SceneSource]) -> list[SceneSource]:
+        """Processing order: path order."""
+        return list(scenes)
+
+    def plan(self, scenes: Sequence[SceneSource]) -> None:
+        """Nothing to prepare: scenes are read in place."""
+
+    def materialize(self, scene: SceneSource) -> Path:
+        return self.root / scene.rel
+
+    def release(self, scene: SceneSource) -> None:
+        """Nothing to delete."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+class ArchiveSource:
+    """A ``.tar``, ``.tar.gz``/``.tgz`` or ``.zip`` of scenes, unpacked one scene at a time.
+
+    ``truncated`` names the member the file ends inside (its scene cannot be read), and
+    ``error`` says how the archive ended early, when it did.
+    """
+
+    def __init__(self, path: Path, scratch: Path) -> None:
+        kind = archive_kind(path)
+        if kind is None:
+            raise InvalidSceneError(f"{path}: not a folder, .tar, .tar.gz, .tgz or .zip")
+        self.path = path
+        self.kind = kind
+        self.exclude: Path | None = None
+        self.root = scratch / "index"
+        self._scenes = scratch / "scenes"
+        self.truncated: str | None = None
+        self.error: str | None = None
+        self._info: dict[str, tuple[int, float]] = {}
+        self._tarinfo: dict[str, tarfile.TarInfo] = {}
+        self._wanted: dict[str, Path] = {}
+        self._written: set[str] = set()
+        self._passed: set[str] = set()
+        self._stream: tarfile.TarFile | None = None
+        self._iter: Iterator[tarfile.TarInfo] | None = None
+        self.root.mkdir(parents=True)
+        self._scenes.mkdir(parents=True)
+        if kind == "zip":
+            self._list_zip()
+        else:
+            self._list_tar()
+
+    def count_files(self) -> int:
+        return len(self._info)
+
+    def fingerprint(self, members: Sequence[str]) -> str:
+        return _digest([f"{m}\t{self._info[m][0]}\t{self._info[m][1]}" for m in members])
+
+    # -- listing --------------------------------------------------------------------------
+    def _shadow(self, name: str, head: bytes) -> None:
+        target = self.root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(head)
+
+    def _list_zip(self) -> None:
+        try:
+            with zipfile.ZipFile(self.path) as zf:
+                for info in zf.infolist():
+                    if info.is_dir() or not _safe_member(info.filename):
+                        continue
+                    name = info.filename
+                    self._info[name] = (info.file_size, float(_zip_mtime(info)))
+                    try:
+                        with zf.open(info) as fh:
+                            head = fh.read(HEAD_BYTES)
+                    except _ARCHIVE_ERRORS:
+                        head = b""
+                    self._shadow(name, head)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise InvalidSceneError(
+                f"{self.path}: not a readable zip archive ({exc}); it may be truncated: "
+                "download or pack it again") from None
+
+    def _list_tar(self) -> None:
+        last: str | None = None
+        mode = "r:" if self.kind == "tar" else "r|gz"
+        try:
+            with tarfile.open(self.path, mode) as tf:
+                for info in tf:
+                    name = info.name.removeprefix("./")
+                    if not info.isfile() or not _safe_member(name):
+                        continue
+                    last = name
+                    self._info[name] = (info.size, float(info.mtime))
+                    self._tarinfo[name] = info
+                    self._shadow(name, b"")  # listed even if its data turns out cut short
+                    fh = tf.extractfile(info)
+                    self._shadow(name, fh.read(HEAD_BYTES) if fh is not None else b"")
+                end = tf.offset
+        except _ARCHIVE_ERRORS as exc:
+            if not self._info:
+                raise InvalidSceneError(
+                    f"{self.path}: not a readable {self.kind} archive ({exc}); download or "
+                    "pack it again") from None
+            # a .tar.gz cannot tell where the cut is: distrust the last member listed
+            self.truncated = self._cut_member() if self.kind == "tar" else last
+            self.error = f"the archive ends early ({exc}) after {last}; members may be missing"
+            return
+        if self.kind == "tar":
+            self.truncated = self._cut_member()
+            if self.truncated is not None:
+                self.error = f"the archive ends inside {self.truncated}"
+            elif self.path.stat().st_size < end + 2 * tarfile.BLOCKSIZE:
+                self.error = (f"the archive has no end-of-archive marker: members after {last} "
+                              "may be missing")
+
+    def _cut_member(self) -> str | None:
+        """The member of a plain ``.tar`` whose data runs past the end of the file."""
+        size = self.path.stat().st_size
+        return next((n for n, i in self._tarinfo.items() if i.offset_data + i.size > size), None)
+
+    # -- unpacking one scene --------------------------------------------------------------
+    def _dest(self, scene: SceneSource) -> Path:
+        return self._scenes / scene.scene_id
+
+    def ordered(self, scenes: Sequence[SceneSource]) -> list[SceneSource]:
+        """Processing order: where each scene starts in the archive (one pass of a stream)."""
+        position = {name: i for i, name in enumerate(self._info)}
+        return sorted(scenes, key=lambda s: min(position[m] for m in s.members))
+
+    def plan(self, scenes: Sequence[SceneSource]) -> None:
+        """The scenes that will be materialized, so a streamed ``.tar.gz`` needs one pass."""
+        self._wanted = {m: self._dest(s) for s in scenes for m in s.members}
+
+    def materialize(self, scene: SceneSource) -> Path:
+        """Unpack ``scene``'s members into scratch; the path to open."""
+        dest = self._dest(scene)
+        if self.truncated in scene.members:
+            raise InvalidSceneError(
+                f"{self.path}: the archive is truncated inside {self.truncated}; download or "
+                "pack it again")
+        try:
+            if self.kind == "tar.gz":
+                self._stream_to(scene, dest)
+            elif self.kind == "zip":
+                with zipfile.ZipFile(self.path) as zf:
+                    for m in scene.members:
+                        with zf.open(m) as fh:
+                            _copy(fh, dest / m)
+            else:
+                with tarfile.open(self.path, "r:") as tf:
+                    for m in scene.members:
+                        _copy(tf.extractfile(self._tarinfo[m]), dest / m)
+        except _ARCHIVE_ERRORS as exc:
+            raise InvalidSceneError(
+                f"{self.path}: cannot unpack {scene.rel} ({exc}); the archive may be corrupt: "
+                "download or pack it again") from None
+        return dest / scene.rel
+
+    def _stream_to(self, scene: SceneSource, dest: Path) -> None:
+        needed = set(scene.members) - self._written
+        if needed & self._passed:
+            self._close_stream()
+        if self._stream is None:
+            # kept open between calls on purpose: the next scene continues the same stream
+            self._stream = tarfile.open(self.path, "r|gz")  # noqa: SIM115
+            self._iter = iter(self._stream)
+            self._passed.clear()
+        while needed:
+            info = next(self._iter, None) if self._iter is not None else None
+            if info is None:
+                raise InvalidSceneError(f"{self.path}: {sorted(needed)[0]} is missing from "
+                                        "the archive; download or pack it again")
+            name = info.name.removeprefix("./")
+            self._passed.add(name)
+            target = dest if name in needed else self._wanted.get(name)
+            if target is None or not info.isfile() or name in self._written:
+                continue
+            _copy(self._stream.extractfile(info), target / name)
+            self._written.add(name)
+            needed.discard(name)
+
+    def release(self, scene: SceneSource) -> None:
+        """Delete ``scene``'s unpacked members."""
+        shutil.rmtree(self._dest(scene), ignore_errors=True)
+        self._written.difference_update(scene.members)
+
+    def _close_stream(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+        self._stream = None
+        self._iter = None
+
+    def close(self) -> None:
+        self._close_stream()
+
+
+def open_source(path: Path, scratch: Path, exclude: Path | None = None
+                ) -> FolderSource | ArchiveSource:
+    """A :class:`FolderSource` or :class:`ArchiveSource` for ``path``; refuses empty ones."""
+    if not path.exists():
+        raise SceneNotFoundError(f"{path}: no such folder or archive; check the path")
+    source: FolderSource | ArchiveSource
+    if path.is_dir():
+        source = FolderSource(path, exclude)
+    elif archive_kind(path) is not None:
+        source = ArchiveSource(path, scratch)
+    else:
+        raise InvalidSceneError(f"{path}: not a folder, .tar, .tar.gz, .tgz or .zip; for one "
+                                "scene use hsu-geo unmix")
+    if source.count_files() == 0:
+        raise InvalidSceneError(f"{path}: holds no files; point hsu-geo batch at a folder or "
+                                "archive of scenes")
+    return source
+
+
+def _safe_member(name: str) -> bool:
+    p = PurePosixPath(name.removeprefix("./"))
+    return bool(p.parts) and not p.is_absolute() and ".." not in p.parts \
+        and not any(part.startswith(".") or part in _IGNORED for part in p.parts)
+
+
+def _zip_mtime(info: zipfile.ZipInfo) -> int:
+    y, mo, d, h, mi, s = info.date_time
+    return ((((y * 100 + mo) * 100 + d) * 100 + h) * 100 + mi) * 100 + s
+
+
+def _copy(fh: IO[bytes] | None, target: Path) -> None:
+    if fh is None:
+        raise InvalidSceneError(f"{target.name}: not a regular file in the archive")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "wb") as out:
+        shutil.copyfileobj(fh, out, COPY_BYTES)
+
+
+def _digest(rows: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]

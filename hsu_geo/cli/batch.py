@@ -1,0 +1,150 @@
+"""``hsu-geo batch ARCHIVE -o DIR``: unmix every scene of a folder tree or archive."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import click
+from click.core import ParameterSource
+
+from hsu_geo.cli.options import common_options, configure_logging, is_quiet, scene_options
+from hsu_geo.config import UnmixOptions, load_preset
+from hsu_geo.errors import ConfigError
+
+
+def _parse_settings(values: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: use key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def effective_options(ctx: click.Context, preset: str | None, settings: tuple[str, ...],
+                      flags: Mapping[str, Any]) -> UnmixOptions:
+    """Preset (or defaults) overridden by the flags given on the command line only."""
+    base = load_preset(preset) if preset else UnmixOptions()
+    given = {k: v for k, v in flags.items()
+             if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None)}
+    if given.get("load_model") and given.get("model") is None:
+        from hsu_geo.unmix.deep.checkpoint import read_checkpoint
+
+        given["model"] = read_checkpoint(given["load_model"]).model  # as hsu-geo unmix does
+    opts = base.updated(**given)
+    if settings:
+        opts = opts.updated(settings={**base.settings, **_parse_settings(settings)})
+    return opts
+
+
+def _summary(record: Mapping[str, Any]) -> list[str]:
+    rows = [("SCENE", "STATUS", "SECONDS", "DETAIL")]
+    for e in record["scenes"]:
+        status = e["status"] + (" (kept)" if e.get("reused") else "")
+        seconds = f"{e['seconds']:.1f}" if e.get("seconds") is not None \
+            and not e.get("reused") else "-"
+        detail = e.get("error") or (f"{len(e.get('outputs') or [])} files"
+                                    if e["status"] == "done" else "")
+        rows.append((e.get("scene_id") or e["source"], status, seconds, detail))
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{a:<{width}}  {b:<12} {c:>7}  {d}" for a, b, c, d in rows]
+    s = record.get("summary", {})
+    kept = sum(1 for e in record["scenes"] if e.get("reused"))
+    lines.append(f"{s.get('done', 0)} done ({kept} kept from before), {s.get('failed', 0)} "
+                 f"failed, {s.get('skipped', 0)} skipped"
+                 + (f", {s['pending']} not run" if s.get("pending") else ""))
+    return lines
+
+
+@click.command()
+@click.argument("archive", type=click.Path())
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Output folder: DIR/<scene_id>/, batch.json, batch.csv, catalog.json.")
+@click.option("--pipeline", "preset", type=click.Path(dir_okay=False), default=None,
+              help="YAML preset (pipelines/*.yaml); flags given here override it.")
+@click.option("-m", "--model", default=None, help="Model name (see `hsu-geo models`). "
+              "[default: fcls]")
+@click.option("-k", "k", default=None, metavar="N|auto",
+              help="Number of endmembers to extract, or 'auto' (HySime). [default: auto]")
+@click.option("--extractor", default=None, help="Endmember extractor: vca, nfindr, atgp. "
+              "[default: vca]")
+@click.option("--endmembers", type=click.Path(dir_okay=False), default=None,
+              help="CSV with wavelength_nm + one column per endmember (any grid).")
+@click.option("--library", default=None, metavar="usgs[:NAMES]",
+              help="Bundled USGS splib07 minerals, e.g. usgs:alunite,kaolinite.")
+@scene_options
+@click.option("--device", default=None, help="auto, cpu or cuda[:i]. [default: auto]")
+@click.option("--seed", type=int, default=None, help="Random seed. [default: 0]")
+@click.option("--sample-size", type=click.IntRange(100), default=None,
+              help="Pixels sampled per scene for endmembers / training. [default: 100000]")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Model setting (repeatable); see `hsu-geo models`.")
+@click.option("--scheduler", default=None, metavar="local[:N]|ADDRESS",
+              help="dask.distributed LocalCluster or scheduler address; threads by default.")
+@click.option("--distribute", type=click.Choice(["scenes", "chunks"]), default="scenes",
+              show_default=True, help="With --scheduler: one task per scene, or scenes one "
+              "after another with their chunks spread over the workers.")
+@click.option("--train-on", default=None, metavar="SCENE_ID",
+              help="Fit the model once on this scene and apply it to every scene.")
+@click.option("--load-model", type=click.Path(dir_okay=False), default=None,
+              help="Apply a model saved by `hsu-geo unmix --save-model` to every scene.")
+@click.option("--save-model", type=click.Path(dir_okay=False), default=None,
+              help="With --train-on: also save the trained deep model as a checkpoint.")
+@click.option("--fail-fast", is_flag=True, help="Stop at the first failed scene.")
+@click.option("--overwrite", is_flag=True,
+              help="Redo every scene, even if DIR holds a batch run with other settings.")
+@common_options
+@click.pass_context
+def batch(ctx: click.Context, archive: str, out_dir: str, preset: str | None,
+          settings: tuple[str, ...], distribute: str, train_on: str | None,
+          fail_fast: bool, overwrite: bool, **flags: Any) -> None:
+    """Unmix every scene in ARCHIVE (a folder tree, .tar, .tar.gz or .zip) into DIR.
+
+    \b
+    Scenes (GF-5 deliveries as folders or tarballs, ENVI products, GeoTIFFs, EnMAP, ...)
+    are found by the readers; other files are listed as skipped. Each scene gets the same
+    settings and its own DIR/<scene_id>/ (the `hsu-geo unmix` outputs). DIR/batch.json and
+    batch.csv record status, errors, timings and output checksums; DIR/catalog.json is a
+    STAC catalog of the results. Rerunning the same command skips verified scenes and redoes
+    failed or interrupted ones. Exits 1 if any scene failed.
+
+    \b
+    Examples:
+      hsu-geo batch deliveries/ -o out/ --pipeline pipelines/gf5_minerals.yaml
+      hsu-geo batch scenes.tar.gz -o out/ -m fcls -k 5 --scheduler local:2
+      hsu-geo batch flights/ -o out/ -k 6 --train-on ang20190707t200215_rfl
+    """
+    from pathlib import Path
+
+    from hsu_geo.batch import run_batch
+
+    configure_logging(ctx)
+    obj = ctx.ensure_object(dict)
+    if not obj.get("verbose"):  # dask.distributed logs INFO lines of its own
+        logging.getLogger("distributed").setLevel(logging.ERROR if obj.get("quiet")
+                                                  else logging.WARNING)
+    if train_on is not None and flags.get("load_model"):
+        raise ConfigError("give either --train-on SCENE_ID or --load-model PATH, not both")
+    opts = effective_options(ctx, preset, settings, flags)
+    quiet = is_quiet(ctx)
+    say = None if quiet else (lambda msg: click.echo(f"[hsu-geo] {msg}", err=True))
+    record = run_batch(archive, out_dir, opts, train_on=train_on, fail_fast=fail_fast,
+                       overwrite=overwrite, distribute=distribute, say=say,
+                       progress=not quiet)
+    for line in _summary(record):
+        click.echo(line)
+    out = Path(out_dir)
+    click.echo(f"record: {out / 'batch.json'}  catalog: {out / 'catalog.json'}")
+    summary = record.get("summary", {})
+    failed = bool(summary.get("failed") or summary.get("pending"))
+    if failed:
+        click.echo(f"Error: {summary.get('failed', 0)} scene(s) failed; fix them and rerun "
+                   "the same command to retry only those", err=True)
+    if record.get("archive_error"):
+        click.echo(f"Error: {archive}: {record['archive_error']}; download or pack it again",
+                   err=True)
+    if failed or record.get("archive_error"):
+        ctx.exit(1)
