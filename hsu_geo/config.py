@@ -27,6 +27,8 @@ class UnmixOptions:
         sample_size: pixels sampled for extraction / training.
         name_threshold: spectral angle (rad) under which an extracted endmember takes the
             name of its best USGS match.
+        save_model: write the fitted deep model (checkpoint) to this path.
+        load_model: apply the deep model in this checkpoint (no endmember extraction, no fit).
     """
 
     model: str = "fcls"
@@ -45,6 +47,8 @@ class UnmixOptions:
     name_threshold: float = 0.1
     settings: dict[str, str] = field(default_factory=dict)
     scheduler: str | None = None
+    save_model: str | None = None
+    load_model: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -11,7 +11,7 @@ import math
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -122,8 +122,14 @@ def run_unmix(
     overwrite: bool = False,
     progress: bool = False,
     on_stage: Callable[[str], None] | None = None,
+    on_epoch: Callable[[Any], None] | None = None,
 ) -> dict[str, Any]:
-    """Unmix one scene into ``out_dir``; returns ``{"outputs": {key: Path}, "record": …}``."""
+    """Unmix one scene into ``out_dir``; returns ``{"outputs": {key: Path}, "record": …}``.
+
+    ``on_epoch`` receives training progress events of deep models. With
+    ``opts.load_model`` the checkpoint replaces endmember extraction and fitting; with
+    ``opts.save_model`` the fitted deep model is written there.
+    """
     from hsu_geo.write.atomic import check_targets, ensure_writable_dir
     from hsu_geo.write.outputs import output_paths, write_outputs
     from hsu_geo.write.provenance import build_run_record
@@ -134,8 +140,20 @@ def run_unmix(
     def stage(name: str, t0: float) -> None:
         timings[name] = round(time.perf_counter() - t0, 3)
 
+    checkpoint = _read_checkpoint(opts) if opts.load_model else None
     model_cls = MODELS.get(opts.model)
-    config = make_config(model_cls.Config, opts.settings)
+    if checkpoint is not None:
+        config = checkpoint.config()
+    else:
+        config = make_config(model_cls.Config, opts.settings)
+        if "seed" in {f.name for f in fields(config)} and "seed" not in opts.settings:
+            config = replace(config, seed=opts.seed)
+    if opts.save_model:
+        from hsu_geo.unmix.deep.base import DeepUnmixer
+
+        if not issubclass(model_cls, DeepUnmixer):
+            raise ConfigError(f"--save-model needs a deep model (see `hsu-geo models`); "
+                              f"{opts.model} has no trained weights to save")
     device = resolve_device(opts.device)
     out = Path(out_dir)
 
@@ -145,7 +163,9 @@ def run_unmix(
                      wavelengths=opts.wavelengths)
     scene_id = scene_id_of(raw)
     ensure_writable_dir(out)
-    check_targets(list(output_paths(out, scene_id, opts.model).values()), overwrite=overwrite)
+    targets = list(output_paths(out, scene_id, opts.model).values())
+    check_targets(targets + ([Path(opts.save_model)] if opts.save_model else []),
+                  overwrite=overwrite)
     stage("open", t0)
 
     t0 = time.perf_counter()
@@ -153,26 +173,48 @@ def run_unmix(
     cube, report = preprocess(raw, BadBandConfig(drop=opts.drop_bands, keep=opts.keep_bands,
                                                  seed=opts.seed))
     stage("bad_bands", t0)
+    if checkpoint is not None:
+        checkpoint.check_bands(cube["wavelength"].values)
 
     with scheduler(opts.scheduler) as sched:
-        t0 = time.perf_counter()
-        say("sampling pixels")
-        Y = sample_pixels(cube, opts.sample_size, seed=opts.seed)
-        stage("sample", t0)
-
-        t0 = time.perf_counter()
-        say("finding endmembers")
-        if opts.endmembers or opts.library:
-            em = _library_endmembers(cube, opts)
+        Y = None
+        if checkpoint is not None:
+            t0 = time.perf_counter()
+            say(f"loading {opts.model} from {opts.load_model}")
+            em = Endmembers(checkpoint.endmembers, checkpoint.endmember_names,
+                            f"checkpoint:{opts.load_model}",
+                            [None] * len(checkpoint.endmember_names))
+            unmixer = checkpoint.build(device)
+            stage("load_model", t0)
         else:
-            em = _extracted_endmembers(Y, cube, opts)
-        stage("endmembers", t0)
+            t0 = time.perf_counter()
+            say("sampling pixels")
+            Y = sample_pixels(cube, opts.sample_size, seed=opts.seed)
+            stage("sample", t0)
 
-        t0 = time.perf_counter()
-        say(f"fitting {opts.model}")
-        unmixer = model_cls(config, device=device)
-        unmixer.fit(Y, em.spectra)
-        stage("fit", t0)
+            t0 = time.perf_counter()
+            say("finding endmembers")
+            if opts.endmembers or opts.library:
+                em = _library_endmembers(cube, opts)
+            else:
+                em = _extracted_endmembers(Y, cube, opts)
+            stage("endmembers", t0)
+
+            t0 = time.perf_counter()
+            say(f"fitting {opts.model}")
+            unmixer = model_cls(config, device=device)
+            if on_epoch is not None and hasattr(unmixer, "progress"):
+                unmixer.progress = on_epoch
+            unmixer.fit(Y, em.spectra)
+            stage("fit", t0)
+
+        if opts.save_model:
+            from hsu_geo.unmix.deep.checkpoint import save_checkpoint
+
+            t0 = time.perf_counter()
+            save_checkpoint(opts.save_model, unmixer, cube["wavelength"].values, em.names,
+                            cube["band"].values)
+            stage("save_model", t0)
 
         result = apply_unmixer(cube, unmixer, em.names, attrs={
             "model": opts.model, "seed": opts.seed, "device": device,
@@ -191,7 +233,8 @@ def run_unmix(
                 "endmember_source": em.source,
                 "hysime_k": em.hysime_k,
                 "endmember_pixel_indices_in_sample": em.pixel_indices,
-                "sample_pixels": int(Y.shape[0]),
+                "sample_pixels": 0 if Y is None else int(Y.shape[0]),
+                "model_checkpoint": {"loaded": opts.load_model, "saved": opts.save_model},
                 "bad_band_sample_pixels": report.sample_pixels,
                 "bands_used": int(cube.sizes["band"]),
                 "dropped_bands": cube.attrs.get("dropped_bands", []),
@@ -205,6 +248,23 @@ def run_unmix(
         stage("unmix_and_write", t0)
     return {"outputs": outputs, "record": record, "scene_id": scene_id,
             "endmembers": em.names, "timings": timings}
+
+
+def _read_checkpoint(opts: UnmixOptions) -> Any:
+    """Read ``--load-model`` and check it against the other options (before any scene I/O)."""
+    from hsu_geo.unmix.deep.checkpoint import read_checkpoint
+
+    checkpoint = read_checkpoint(opts.load_model)
+    if opts.model != checkpoint.model:
+        raise ConfigError(f"--load-model {opts.load_model} holds a {checkpoint.model} model but "
+                          f"-m is {opts.model}; use -m {checkpoint.model} or omit -m")
+    if opts.settings:
+        raise ConfigError("--set cannot change a loaded model; drop --set, or retrain without "
+                          "--load-model")
+    if opts.endmembers or opts.library:
+        raise ConfigError("--endmembers/--library do not apply with --load-model (the model "
+                          "carries its endmembers); drop them")
+    return checkpoint
 
 
 def _as_dict(config: Any) -> dict[str, Any]:

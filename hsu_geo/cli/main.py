@@ -49,16 +49,21 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from hsu_geo.cli import info, readers
+    from hsu_geo.cli import evaluate, info, readers, synth
 
     cli.add_command(info.info)
     cli.add_command(readers.readers)
+    cli.add_command(synth.synth)
+    cli.add_command(evaluate.evaluate)
     try:
         from hsu_geo.cli import unmix
     except ImportError:  # unmixing not available in this build
         return
     cli.add_command(unmix.unmix)
     cli.add_command(unmix.models)
+    from hsu_geo.cli import batch
+
+    cli.add_command(batch.batch)
 
 
 _register()

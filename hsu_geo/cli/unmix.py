@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from typing import Any, ClassVar
 
 import click
 
@@ -20,6 +22,49 @@ def _parse_settings(values: tuple[str, ...]) -> dict[str, str]:
             raise ConfigError(f"--set {item!r}: use key=value")
         out[key.strip()] = value.strip()
     return out
+
+
+class EpochBar:
+    """Training progress of deep models on stderr: one bar per stage, redrawn in place
+    (at most every 0.2 s), ending with the stage's last loss."""
+
+    LABELS: ClassVar[dict[str, str]] = {
+        "decoder_pretrain": "pretraining decoder", "synthetic_pretrain": "synthetic pretrain",
+        "finetune": "fine-tuning", "train": "training"}
+
+    def __init__(self) -> None:
+        self.stage: str | None = None
+        self.last = 0.0
+        self.pending: Any = None  # last event not drawn yet (throttled)
+
+    def __call__(self, event: Any) -> None:
+        if event.stage != self.stage:
+            self.close()
+            self.stage, self.last = event.stage, 0.0
+        now = time.monotonic()
+        self.pending = event
+        if event.epoch < event.epochs and now - self.last < 0.2:
+            return
+        self.last = now
+        self._draw(event)
+        if event.epoch >= event.epochs:
+            self.close()
+
+    def _draw(self, event: Any) -> None:
+        self.pending = None
+        base, _, detail = event.stage.partition(":")
+        label = self.LABELS.get(base, base) + (f" {detail}" if detail else "")
+        filled = round(24 * event.epoch / max(event.epochs, 1))
+        click.echo(f"\r[hsu-geo] {label:<20} [{'#' * filled}{'.' * (24 - filled)}] "
+                   f"{event.epoch}/{event.epochs} loss {event.loss:.5g}", err=True, nl=False)
+
+    def close(self) -> None:
+        """Draw the last event of the current bar (e.g. after an early stop), end its line."""
+        if self.stage is not None:
+            if self.pending is not None:
+                self._draw(self.pending)
+            click.echo("", err=True)
+            self.stage = None
 
 
 @click.command()
@@ -45,6 +90,11 @@ def _parse_settings(values: tuple[str, ...]) -> dict[str, str]:
               help="Model setting (repeatable); see `hsu-geo models`.")
 @click.option("--scheduler", default=None, metavar="local[:N]|ADDRESS",
               help="dask.distributed LocalCluster or scheduler address; threads by default.")
+@click.option("--save-model", type=click.Path(dir_okay=False), default=None, metavar="PATH",
+              help="Write the trained deep model (weights, config, bands, endmember names).")
+@click.option("--load-model", type=click.Path(dir_okay=False), default=None, metavar="PATH",
+              help="Apply a model saved with --save-model (no endmember extraction or "
+                   "training); the scene must have the same bands.")
 @click.option("--pipeline", "preset", type=click.Path(dir_okay=False), default=None,
               help="YAML preset (pipelines/*.yaml); flags given here override it.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
@@ -64,18 +114,29 @@ def unmix(ctx: click.Context, scene: str, out_dir: str, overwrite: bool, preset:
       hsu-geo unmix scene.tif -m fcls -k 6 -o out/
       hsu-geo unmix scene.tif -m fcls --library usgs:alunite,kaolinite,muscovite
       hsu-geo unmix GF5B_AHSI_..._L10000252104.tar.gz -k auto --scheduler local:2
+      hsu-geo unmix scene.tif -m cresdae -k 5 --save-model cresdae.pt
+      hsu-geo unmix other_scene.tif --load-model cresdae.pt
     """
     from hsu_geo.pipeline import run_unmix
 
     configure_logging(ctx)
+    if flags.get("load_model") and flags.get("model") is None:
+        from hsu_geo.unmix.deep.checkpoint import read_checkpoint
+
+        flags["model"] = read_checkpoint(flags["load_model"]).model
     base = load_preset(preset) if preset else UnmixOptions()
     opts = base.updated(**flags)
     if settings:
         opts = opts.updated(settings={**base.settings, **_parse_settings(settings)})
     quiet = is_quiet(ctx)
-    say = None if quiet else (lambda msg: click.echo(f"[hsu-geo] {msg}", err=True))
+    bar = None if quiet else EpochBar()
+
+    def say(msg: str) -> None:
+        bar.close()
+        click.echo(f"[hsu-geo] {msg}", err=True)
+
     result = run_unmix(scene, out_dir, opts, overwrite=overwrite, progress=not quiet,
-                       on_stage=say)
+                       on_stage=None if quiet else say, on_epoch=bar)
     if not quiet:
         names = ", ".join(result["endmembers"])
         click.echo(f"[hsu-geo] {result['scene_id']}: {len(result['endmembers'])} endmembers "

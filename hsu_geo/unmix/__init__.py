@@ -17,5 +17,9 @@ def _lazy(module: str, cls: str):
 for _name, _cls in (("fcls", "FclsUnmixer"), ("nnls", "NnlsUnmixer"), ("ucls", "UclsUnmixer"),
                     ("scls", "SclsUnmixer")):
     MODELS.register_lazy(_name, _lazy("hsu_geo.unmix.classical.model", _cls))
+for _name, _module, _cls in (("cresdae", "cresdae", "CResDAEUnmixer"),
+                             ("nae", "nae", "NAEUnmixer"),
+                             ("linear_ae", "linear_ae", "LinearAEUnmixer")):
+    MODELS.register_lazy(_name, _lazy(f"hsu_geo.unmix.deep.{_module}", _cls))
 
 __all__ = ["MODELS", "Unmixer"]

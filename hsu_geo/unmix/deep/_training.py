@@ -1,0 +1,214 @@
+"""The one training loop every deep model uses.
+
+Mini-batch optimisation of a loss over the rows of a pixel tensor ``X (N, L)`` that already
+lives on the training device: per-module learning rates (optimiser parameter groups), epochs,
+batch size (clamped to N), seeded per-epoch shuffling, optional early stop on a plateau, a
+progress callback and a loss history for run.json. Deterministic on CPU for a given seed
+(shuffling draws from a numpy Generator, not from torch's global RNG).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from hsu_geo.errors import ConfigError
+
+#: batch -> (loss, {term name: detached scalar tensor})
+LossFn = Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+@dataclass(frozen=True)
+class TrainEvent:
+    """Progress report sent after every epoch: ``stage`` name, ``epoch`` (1-based) of
+    ``epochs``, mean ``loss`` of the epoch."""
+
+    stage: str
+    epoch: int
+    epochs: int
+    loss: float
+
+
+ProgressFn = Callable[[TrainEvent], None]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How to iterate: ``epochs``, ``batch_size`` (pixels; clamped to N), ``shuffle`` every
+    epoch, early stop after ``patience`` epochs (0 = never) without a relative improvement of
+    ``min_delta`` or as soon as the epoch loss is at most ``target_loss`` (0 = never),
+    ``seed`` of the shuffling."""
+
+    epochs: int
+    batch_size: int
+    shuffle: bool = True
+    patience: int = 0
+    min_delta: float = 1e-4
+    target_loss: float = 0.0
+    seed: int = 0
+
+
+@dataclass
+class TrainResult:
+    """What one stage did; ``as_dict`` is what goes into run.json."""
+
+    stage: str
+    pixels: int
+    batch_size: int
+    epochs_run: int
+    steps: int
+    seconds: float
+    stopped_early: bool
+    history: list[float] = field(default_factory=list)
+    terms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def final_loss(self) -> float:
+        return self.history[-1] if self.history else float("nan")
+
+    def as_dict(self, max_history: int = 200) -> dict[str, Any]:
+        hist = self.history
+        if len(hist) > max_history:  # long pretraining runs: keep an even subsample + the end
+            pick = np.unique(np.linspace(0, len(hist) - 1, max_history).round().astype(int))
+            hist = [hist[i] for i in pick]
+        return {"pixels": self.pixels, "batch_size": self.batch_size,
+                "epochs_run": self.epochs_run, "steps": self.steps,
+                "seconds": round(self.seconds, 3), "stopped_early": self.stopped_early,
+                "final_loss": _round(self.final_loss),
+                "final_terms": {k: _round(v) for k, v in self.terms.items()},
+                "loss_history": [_round(v) for v in hist]}
+
+
+def _round(v: float) -> float | None:
+    return float(f"{v:.6g}") if math.isfinite(v) else None
+
+
+def make_optimizer(groups: Sequence[dict[str, Any]], kind: str = "adam",
+                   weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """Adam (or Keras-like RMSprop) over parameter ``groups`` (each ``{"params", "lr",
+    "name"}``), one learning rate per module."""
+    groups = [g for g in groups if list(g["params"])]
+    if kind == "adam":
+        return torch.optim.Adam(groups, weight_decay=weight_decay)
+    if kind == "rmsprop":
+        return torch.optim.RMSprop(groups, alpha=0.9, eps=1e-7, weight_decay=weight_decay)
+    raise ConfigError(f"optimizer {kind!r} is not known; use adam or rmsprop")
+
+
+@contextmanager
+def deterministic() -> Iterator[None]:
+    """Ask torch for deterministic kernels inside the block (warn-only on CUDA ops that have
+    none), then restore the caller's setting."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Use ``n`` torch CPU threads in the calling thread inside the block (0 = leave as is).
+
+    torch's intra-op thread count is per OS thread (OpenMP), so this is safe inside
+    concurrently running dask tasks; the previous count is restored on exit.
+    """
+    previous = torch.get_num_threads()
+    if n > 0 and n != previous:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
+
+
+def _batches(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """Near-equal contiguous slices of ``range(n)`` of at most ``batch_size`` (never a batch
+    of one pixel when n > 1, which batch-norm layers cannot train on)."""
+    count = max(1, math.ceil(n / batch_size))
+    edges = np.linspace(0, n, count + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in itertools.pairwise(edges) if b > a]
+
+
+def train(
+    module: torch.nn.Module,
+    X: torch.Tensor,
+    loss_fn: LossFn,
+    optimizer: torch.optim.Optimizer,
+    settings: TrainSettings,
+    *,
+    stage: str,
+    progress: ProgressFn | None = None,
+    after_step: Callable[[], None] | None = None,
+) -> TrainResult:
+    """Minimise ``loss_fn`` over the rows of ``X (N, L)``.
+
+    ``after_step`` runs after every optimiser step (e.g. a non-negativity projection). A
+    non-finite epoch loss is a :class:`ConfigError` naming the learning rates.
+    """
+    n = int(X.shape[0])
+    if n == 0:
+        raise ConfigError(f"{stage}: no training pixels")
+    if settings.epochs < 0 or settings.batch_size < 1:
+        raise ConfigError(f"{stage}: epochs must be >= 0 and batch_size >= 1")
+    batch = min(settings.batch_size, n)
+    slices = _batches(n, batch)
+    rng = np.random.default_rng(settings.seed)
+    history: list[float] = []
+    terms: dict[str, float] = {}
+    best, stale, stopped, steps = math.inf, 0, False, 0
+    t0 = time.perf_counter()
+    module.train()
+    for epoch in range(settings.epochs):
+        order = (torch.from_numpy(rng.permutation(n)).to(X.device) if settings.shuffle
+                 else None)
+        total = torch.zeros((), device=X.device)
+        sums: dict[str, torch.Tensor] = {}
+        for start, stop in slices:
+            xb = X[order[start:stop]] if order is not None else X[start:stop]
+            optimizer.zero_grad(set_to_none=True)
+            loss, parts = loss_fn(xb)
+            loss.backward()
+            optimizer.step()
+            if after_step is not None:
+                after_step()
+            steps += 1
+            weight = (stop - start) / n
+            total += loss.detach() * weight
+            for key, value in parts.items():
+                sums[key] = sums.get(key, 0.0) + value.detach() * weight
+        epoch_loss = float(total)  # one device sync per epoch
+        if not math.isfinite(epoch_loss):
+            raise ConfigError(
+                f"{stage}: training diverged (loss {epoch_loss} at epoch {epoch + 1}); lower "
+                "the learning rates, e.g. --set lr_encoder=1e-4")
+        history.append(epoch_loss)
+        terms = {k: float(v) for k, v in sums.items()}
+        if progress is not None:
+            progress(TrainEvent(stage, epoch + 1, settings.epochs, epoch_loss))
+        if settings.target_loss > 0 and epoch_loss <= settings.target_loss:
+            stopped = epoch + 1 < settings.epochs
+            break
+        if settings.patience > 0:
+            if epoch_loss < best - settings.min_delta * abs(best if math.isfinite(best) else 0):
+                best, stale = epoch_loss, 0
+            else:
+                stale += 1
+                if stale >= settings.patience:
+                    stopped = True
+                    break
+    module.eval()
+    return TrainResult(stage=stage, pixels=n, batch_size=batch, epochs_run=len(history),
+                       steps=steps, seconds=time.perf_counter() - t0, stopped_early=stopped,
+                       history=history, terms=terms)

@@ -1,0 +1,295 @@
+"""The deep :class:`Unmixer` base: data preparation, seeding, device, stages, inference,
+pickling as a state dict.
+
+A deep model supplies a network (``build_network``) with ``encode(x (b, L)) -> a (b, k)``,
+``decode(a) -> x̂ (b, L)`` and ``endmember_weight() -> (L, k)``, its loss and its
+optimiser groups, and a ``_fit_stages`` that chains :meth:`DeepUnmixer.run_stage` calls. Pixels
+are scaled to [0, 1] by the global maximum of the training sample; endmembers and
+reconstructions are reported in the scene's units.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import abstractmethod
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from hsu_geo.errors import ConfigError, DeviceError, EndmemberError, InvalidSceneError
+from hsu_geo.unmix.base import Unmixer
+from hsu_geo.unmix.deep._training import (
+    LossFn,
+    ProgressFn,
+    TrainResult,
+    TrainSettings,
+    deterministic,
+    make_optimizer,
+    torch_threads,
+    train,
+)
+from hsu_geo.unmix.deep.losses import mse_mean
+
+
+@dataclass(frozen=True)
+class DeepConfig:
+    """Settings every deep model has (models redeclare them with their paper's defaults).
+
+    ``seed`` (filled from ``--seed``), ``epochs``, ``batch_size`` (pixels), ``lr_encoder`` /
+    ``lr_decoder`` (Adam, per module), ``weight_decay`` (L2 in Adam), ``shuffle`` (every epoch),
+    ``early_stop_patience`` (epochs without a relative improvement of ``early_stop_min_delta``;
+    0 = train all epochs), ``max_train_pixels`` (0 = the whole sample), ``infer_batch``
+    (pixels per forward pass at inference; 0 = 4096 on CPU, where small batches stay in cache,
+    65536 on CUDA), ``threads`` (torch CPU threads while training;
+    0 = torch's default of all cores — 1 is robust on shared machines; inference always uses
+    one thread per dask task since dask runs blocks in parallel).
+    """
+
+    seed: int = 0
+    epochs: int = 40
+    batch_size: int = 1024
+    lr_encoder: float = 1e-3
+    lr_decoder: float = 1e-5
+    weight_decay: float = 1e-5
+    shuffle: bool = True
+    early_stop_patience: int = 0
+    early_stop_min_delta: float = 1e-4
+    max_train_pixels: int = 0
+    infer_batch: int = 0
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        checks = {"epochs": self.epochs >= 0, "batch_size": self.batch_size >= 1,
+                  "lr_encoder": self.lr_encoder >= 0, "lr_decoder": self.lr_decoder >= 0,
+                  "weight_decay": self.weight_decay >= 0,
+                  "early_stop_patience": self.early_stop_patience >= 0,
+                  "max_train_pixels": self.max_train_pixels >= 0,
+                  "infer_batch": self.infer_batch >= 0, "threads": self.threads >= 0}
+        for key, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"setting {key}={getattr(self, key)!r} is out of range")
+
+
+def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    """ConfigError unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ConfigError(f"setting {key}={value!r}: choose one of {', '.join(choices)}")
+
+
+class DeepUnmixer(Unmixer):
+    """Base of torch models. After ``fit``: ``endmembers (k, L)`` in scene units,
+    ``fit_info`` with per-stage times, sample sizes and losses, ``scale`` (pixels are divided
+    by it before the network)."""
+
+    Config: ClassVar[type] = DeepConfig
+
+    def __init__(self, config: Any = None, device: str = "cpu") -> None:
+        super().__init__(config, device)
+        self.progress: ProgressFn | None = None
+        self.scale: float = 1.0
+        self.n_bands: int | None = None
+        self.k: int | None = None
+        self.network: nn.Module | None = None
+
+    # ---- what a model supplies -------------------------------------------------------
+    @abstractmethod
+    def build_network(self, n_bands: int, k: int) -> nn.Module:
+        """A fresh network for ``n_bands`` bands and ``k`` endmembers (built on CPU)."""
+
+    @abstractmethod
+    def _fit_stages(self, net: nn.Module, X: torch.Tensor, M0: np.ndarray) -> None:
+        """Train ``net`` on scaled pixels ``X (N, L)`` (on the device) from scaled initial
+        endmembers ``M0 (k, L)``; record stages with :meth:`run_stage`."""
+
+    # ---- fitting -----------------------------------------------------------------------
+    @property
+    def torch_device(self) -> torch.device:
+        return torch.device(self.device)
+
+    def _check_device(self) -> None:
+        if self.torch_device.type == "cuda" and not torch.cuda.is_available():
+            raise DeviceError(f"model placed on {self.device} but no CUDA device is available "
+                              "here; use --device auto or --device cpu")
+
+    def new_network(self, n_bands: int, k: int) -> nn.Module:
+        """Build the network with the config's seed (torch's global RNG is left untouched)
+        and move it to the device."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed)
+            net = self.build_network(n_bands, k)
+        return net.to(self.torch_device)
+
+    def fit(self, Y: np.ndarray, M0: np.ndarray) -> None:
+        """Fit on pixels ``Y (N, L)`` (rows with NaN/inf are dropped, not trained on) from
+        initial endmembers ``M0 (k, L)`` in the same units."""
+        self._check_device()
+        Y = np.asarray(Y)
+        M0 = np.asarray(M0, dtype=np.float64)
+        if Y.ndim != 2 or M0.ndim != 2:
+            raise InvalidSceneError(f"expected pixels (N, L) and endmembers (k, L); got "
+                                    f"{Y.shape} and {M0.shape}")
+        if M0.shape[1] != Y.shape[1]:
+            raise EndmemberError(f"endmembers have {M0.shape[1]} bands but the pixels have "
+                                 f"{Y.shape[1]}; give endmembers on the scene's bands")
+        if not np.isfinite(M0).all():
+            raise EndmemberError("initial endmembers contain NaN/inf; check the endmember "
+                                 "source")
+        finite = np.isfinite(Y).all(axis=1)
+        Yc = Y[finite]
+        if Yc.shape[0] < 2:
+            raise InvalidSceneError(f"only {Yc.shape[0]} valid (finite) training pixels; a "
+                                    "deep model needs at least 2 — check nodata and bad bands")
+        rng = np.random.default_rng(self.config.seed)
+        cap = self.config.max_train_pixels
+        if cap and Yc.shape[0] > cap:
+            Yc = Yc[np.sort(rng.choice(Yc.shape[0], cap, replace=False))]
+        scale = float(np.max(Yc))
+        if not scale > 0:
+            raise InvalidSceneError("training pixels are all <= 0; the deep models need "
+                                    "reflectance- or radiance-like positive data")
+        self.scale, self.n_bands, self.k = scale, int(Y.shape[1]), int(M0.shape[0])
+        t0 = time.perf_counter()
+        self.fit_info = {
+            "device": self.device, "seed": self.config.seed, "scale": scale,
+            "training_pixels": int(Yc.shape[0]), "nonfinite_pixels_dropped": int((~finite).sum()),
+            "bands": self.n_bands, "endmembers": self.k, "threads": self.config.threads,
+            "stages": {},
+        }
+        with deterministic(), torch_threads(self.config.threads):
+            net = self.new_network(self.n_bands, self.k)
+            X = torch.from_numpy(np.ascontiguousarray(Yc / scale, dtype=np.float32))
+            self._fit_stages(net, X.to(self.torch_device), M0 / scale)
+        net.eval()
+        self.network = net
+        self.endmembers = self._read_endmembers()
+        self.fit_info["seconds"] = round(time.perf_counter() - t0, 3)
+
+    def run_stage(self, name: str, net: nn.Module, X: torch.Tensor, loss_fn: LossFn,
+                  groups: list[dict[str, Any]], settings: TrainSettings, *,
+                  optimizer: str = "adam", weight_decay: float = 0.0,
+                  after_step: Callable[[], None] | None = None,
+                  extra: dict[str, Any] | None = None) -> TrainResult:
+        """Run one training stage through the shared loop and record it in ``fit_info``."""
+        opt = make_optimizer(groups, optimizer, weight_decay)
+        result = train(net, X, loss_fn, opt, settings, stage=name, progress=self.progress,
+                       after_step=after_step)
+        record = result.as_dict()
+        record["learning_rates"] = {g.get("name", str(i)): g["lr"]
+                                    for i, g in enumerate(opt.param_groups)}
+        record.update(extra or {})
+        self.fit_info["stages"][name] = record
+        return result
+
+    def train_settings(self, epochs: int, batch_size: int, *, patience: int | None = None,
+                       shuffle: bool | None = None, target_loss: float = 0.0,
+                       seed_offset: int = 0) -> TrainSettings:
+        """TrainSettings from the config (stage seeds differ by ``seed_offset``)."""
+        cfg = self.config
+        return TrainSettings(
+            epochs=epochs, batch_size=batch_size,
+            shuffle=cfg.shuffle if shuffle is None else shuffle,
+            patience=cfg.early_stop_patience if patience is None else patience,
+            min_delta=cfg.early_stop_min_delta, target_loss=target_loss,
+            seed=cfg.seed * 7919 + seed_offset)
+
+    def pretrain_nonlinear(self, net: nn.Module, X: torch.Tensor) -> None:
+        """Decoder pretraining (NAE scheme): fit ``net.restore(x) ≈ x`` (MSE) on
+        ``pretrain_pixels`` observed pixels, full batch, Adam at ``pretrain_lr`` for up to
+        ``pretrain_steps`` steps; stops at MSE ``pretrain_tol`` or after ``pretrain_patience``
+        steps without progress. Only ``net.nonlinear`` is trained."""
+        cfg = self.config
+        if cfg.pretrain_steps == 0:
+            return
+        n = min(cfg.pretrain_pixels, X.shape[0])
+        pick = np.sort(np.random.default_rng([cfg.seed, 1]).choice(X.shape[0], n,
+                                                                   replace=False))
+        Xp = X[torch.from_numpy(pick).to(X.device)]
+        self.run_stage(
+            "decoder_pretrain", net, Xp, lambda xb: (mse_mean(net.restore(xb), xb), {}),
+            [{"params": list(net.nonlinear.parameters()), "lr": cfg.pretrain_lr,
+              "name": "nonlinear"}],
+            self.train_settings(cfg.pretrain_steps, n, shuffle=False,
+                                patience=cfg.pretrain_patience, target_loss=cfg.pretrain_tol,
+                                seed_offset=1),
+            weight_decay=cfg.weight_decay)
+
+    # ---- read-out and inference --------------------------------------------------------
+    def _read_endmembers(self) -> np.ndarray:
+        W = self.network.endmember_weight().detach().cpu().numpy().astype(np.float64)
+        return (W.T * self.scale).astype(np.float32)
+
+    def _require_network(self) -> nn.Module:
+        if self.network is None:
+            raise InvalidSceneError(f"{self.name}: the model is not fitted; fit it or load a "
+                                    "checkpoint first")
+        return self.network
+
+    def _batched(self, arr: np.ndarray, width: int, fn: Callable[[torch.Tensor], torch.Tensor],
+                 out_width: int) -> np.ndarray:
+        """Apply ``fn`` to ``arr (N, width)`` in batches of ``infer_batch`` rows on the device;
+        returns ``(N, out_width)`` float32 on the host."""
+        arr = np.asarray(arr)
+        if arr.ndim != 2 or arr.shape[1] != width:
+            raise InvalidSceneError(f"{self.name}: expected an (N, {width}) array, got "
+                                    f"{arr.shape}; the model was trained on another band set "
+                                    "or endmember count")
+        out = np.empty((arr.shape[0], out_width), dtype=np.float32)
+        dev = self.torch_device
+        step = self.config.infer_batch or (4096 if dev.type == "cpu" else 65536)
+        with torch.inference_mode(), torch_threads(1 if dev.type == "cpu" else 0):
+            for start in range(0, arr.shape[0], step):
+                chunk = np.ascontiguousarray(arr[start:start + step], dtype=np.float32)
+                res = fn(torch.from_numpy(chunk).to(dev, non_blocking=True))
+                out[start:start + chunk.shape[0]] = res.float().cpu().numpy()
+        return out
+
+    def abundances(self, Y: np.ndarray) -> np.ndarray:
+        """Abundances ``(N, k)`` float32 of finite pixels ``Y (N, L)`` (encoder pass)."""
+        net = self._require_network()
+        inv = 1.0 / self.scale
+        return self._batched(Y, self.n_bands, lambda x: net.encode(x * inv), self.k)
+
+    def reconstruct(self, A: np.ndarray) -> np.ndarray:
+        """Decoded spectra ``(N, L)`` float32 in scene units of abundances ``A (N, k)``."""
+        net = self._require_network()
+        scale = self.scale
+        return self._batched(A, self.k, lambda a: net.decode(a) * scale, self.n_bands)
+
+    # ---- state (pickling into dask graphs, checkpoints) ------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Everything needed to rebuild the fitted model: config dict, CPU state dict, shape,
+        scale, endmembers and fit_info."""
+        net = self._require_network()
+        return {"model": self.name, "config": asdict(self.config),
+                "state_dict": {k: v.detach().cpu().clone() for k, v in
+                               net.state_dict().items()},
+                "n_bands": self.n_bands, "k": self.k, "scale": self.scale,
+                "endmembers": torch.from_numpy(np.asarray(self.endmembers, np.float32)),
+                "fit_info": self.fit_info}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Rebuild the network from :meth:`state` output on this unmixer's device."""
+        self._check_device()
+        self.n_bands, self.k = int(state["n_bands"]), int(state["k"])
+        self.scale = float(state["scale"])
+        net = self.build_network(self.n_bands, self.k)
+        net.load_state_dict(state["state_dict"])
+        self.network = net.to(self.torch_device).eval()
+        self.endmembers = state["endmembers"].cpu().numpy().astype(np.float32)
+        self.fit_info = dict(state.get("fit_info") or {})
+
+    def __getstate__(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if k not in ("network", "progress")}
+        d["_state"] = self.state() if self.network is not None else None
+        return d
+
+    def __setstate__(self, d: dict[str, Any]) -> None:
+        state = d.pop("_state", None)
+        self.__dict__.update(d)
+        self.network, self.progress = None, None
+        if state is not None:
+            self.load_state(state)

@@ -1,0 +1,159 @@
+"""Model checkpoints for ``--save-model`` / ``--load-model``.
+
+A checkpoint is one ``torch.save`` file of plain data (loadable with ``weights_only=True``):
+format tag and version, model name, config dict, CPU state dict, band count, endmember count,
+input scale, endmembers ``(k, L)`` in scene units, band wavelengths (nm) and band numbers,
+endmember names, the training ``fit_info`` and the hsu-geo version. Loading onto a scene whose
+bands differ (count, or any centre by more than 0.5 nm) is a :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hsu_geo.errors import ConfigError, OutputError
+from hsu_geo.unmix.deep.base import DeepUnmixer
+
+FORMAT = "hsu-geo-deep-model"
+VERSION = 1
+#: largest allowed difference (nm) between a checkpoint's and a scene's band centres
+BAND_TOLERANCE_NM = 0.5
+
+
+def config_from_dict(config_cls: type, data: dict[str, Any]) -> Any:
+    """Rebuild a frozen Config from its ``asdict`` form (lists back to tuples); unknown keys
+    are a ConfigError."""
+    valid = {f.name: f for f in fields(config_cls)}
+    unknown = sorted(set(data) - set(valid))
+    if unknown:
+        raise ConfigError(f"checkpoint config has unknown key(s) {', '.join(unknown)}; it was "
+                          "written by another hsu-geo version — retrain without --load-model")
+    defaults = config_cls()
+    kwargs = {k: tuple(v) if isinstance(getattr(defaults, k), tuple) else v
+              for k, v in data.items()}
+    return config_cls(**kwargs)
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint read from ``path``: ``payload`` is the saved dict."""
+
+    path: Path
+    payload: dict[str, Any]
+
+    @property
+    def model(self) -> str:
+        return str(self.payload["model"])
+
+    @property
+    def wavelengths(self) -> np.ndarray:
+        return np.asarray(self.payload["wavelengths"], dtype=np.float64)
+
+    @property
+    def endmember_names(self) -> list[str]:
+        return [str(n) for n in self.payload["endmember_names"]]
+
+    @property
+    def endmembers(self) -> np.ndarray:
+        return self.payload["endmembers"].cpu().numpy().astype(np.float32)
+
+    def check_bands(self, wavelengths: np.ndarray) -> None:
+        """ConfigError unless ``wavelengths`` (nm) match the training bands: same count and
+        every centre within 0.5 nm."""
+        mine, theirs = self.wavelengths, np.asarray(wavelengths, dtype=np.float64)
+        fix = ("unmix a scene of the same sensor with the same --drop-bands/--keep-bands as "
+               "at training, or retrain without --load-model")
+        if mine.size != theirs.size:
+            raise ConfigError(
+                f"{self.path.name} was trained on {mine.size} bands ({mine.min():.1f}-"
+                f"{mine.max():.1f} nm) but the scene has {theirs.size} usable bands "
+                f"({theirs.min():.1f}-{theirs.max():.1f} nm); {fix}")
+        diff = np.abs(mine - theirs)
+        if not np.all(diff <= BAND_TOLERANCE_NM):
+            i = int(np.nanargmax(np.where(np.isfinite(diff), diff, np.inf)))
+            raise ConfigError(
+                f"{self.path.name}: band {i + 1} is at {theirs[i]:.2f} nm in the scene but "
+                f"{mine[i]:.2f} nm in the model (tolerance {BAND_TOLERANCE_NM} nm); {fix}")
+
+    def config(self) -> Any:
+        """The model's Config object."""
+        from hsu_geo.unmix import MODELS
+
+        return config_from_dict(MODELS.get(self.model).Config, self.payload["config"])
+
+    def build(self, device: str = "cpu") -> DeepUnmixer:
+        """The fitted unmixer, with its network on ``device``."""
+        from hsu_geo.unmix import MODELS
+
+        cls = MODELS.get(self.model)
+        unmixer = cls(self.config(), device=device)
+        unmixer.load_state(self.payload)
+        return unmixer
+
+
+def save_checkpoint(path: str | os.PathLike[str], unmixer: Any, wavelengths: np.ndarray,
+                    names: list[str], band_numbers: np.ndarray | None = None) -> Path:
+    """Write a fitted deep ``unmixer`` with its band ``wavelengths`` (nm) and endmember
+    ``names`` to ``path`` (atomically: temporary file, then rename). Returns the path."""
+    if not isinstance(unmixer, DeepUnmixer):
+        raise ConfigError(f"--save-model needs a deep model (cresdae, nae, linear_ae, …); "
+                          f"{getattr(unmixer, 'name', type(unmixer).__name__)} has no trained "
+                          "weights to save")
+    wl = np.asarray(wavelengths, dtype=np.float64)
+    if wl.size != unmixer.n_bands:
+        raise ConfigError(f"{wl.size} wavelengths for a model of {unmixer.n_bands} bands")
+    if len(names) != unmixer.k:
+        raise ConfigError(f"{len(names)} endmember names for a model of {unmixer.k} endmembers")
+    from hsu_geo import __version__
+
+    payload = unmixer.state()
+    payload.update({
+        "format": FORMAT, "format_version": VERSION, "hsu_geo_version": __version__,
+        "wavelengths": wl.tolist(), "endmember_names": [str(n) for n in names],
+        "band_numbers": None if band_numbers is None else
+        [int(b) for b in np.asarray(band_numbers).ravel()],
+    })
+    target = Path(path)
+    if target.is_dir():
+        raise OutputError(f"--save-model {target} is a directory; give a file name, e.g. "
+                          f"{target / 'model.pt'}")
+    tmp = target.with_name(f".{target.name}.part-{secrets.token_hex(4)}")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write --save-model {target} ({exc.strerror or exc}); "
+                          "choose a writable location") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint` (CPU tensors, no code executed)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"--load-model {p}: file not found; give a file written by "
+                          "--save-model")
+    try:
+        payload = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for foreign files
+        raise ConfigError(f"--load-model {p}: not a hsu-geo model checkpoint "
+                          f"({type(exc).__name__}); give a file written by --save-model") \
+            from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ConfigError(f"--load-model {p}: not a hsu-geo model checkpoint; give a file "
+                          "written by --save-model")
+    if int(payload.get("format_version", 0)) > VERSION:
+        raise ConfigError(f"--load-model {p}: written by a newer hsu-geo (format "
+                          f"{payload['format_version']}); upgrade hsu-geo")
+    return Checkpoint(p, payload)
