@@ -14,7 +14,7 @@ default: throughput), or scenes run one after another with their chunks spread o
 workers (``"chunks"``: for a few very large scenes). Either way the numbers match the threaded
 scheduler's.
 
-Train once, apply many: ``train_on`` fits the model on one scene (:func:`fit_model`) and
+Train once, apply many: ``train_on`` fits the model on one scene (:func:`fit_on`) and
 applies that fitted unmixer, with its endmember names and order, to every scene with the same
 bands (:func:`unmix_with_model`); other scenes fail with a message saying how they differ.
 """
@@ -27,7 +27,6 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import math
 import os
 import pickle
 import shutil
@@ -38,20 +37,18 @@ from pathlib import Path
 from typing import Any
 
 import dask
-import numpy as np
 
 import hsu_geo
 from hsu_geo.batch_discovery import SceneSource, discover, open_source, readers_for
 from hsu_geo.config import UnmixOptions
 from hsu_geo.errors import (
     ConfigError,
-    EndmemberError,
     HsuGeoError,
     OutputError,
     SceneNotFoundError,
 )
+from hsu_geo.pipeline import FittedModel, apply_and_write, fit_model, prepare_scene
 from hsu_geo.scheduler import scheduler
-from hsu_geo.unmix.base import Unmixer
 from hsu_geo.write.atomic import PART_MARK, atomic_path, ensure_writable_dir
 from hsu_geo.write.provenance import sha256_file
 
@@ -61,7 +58,6 @@ SCHEMA = "hsu-geo/batch/1"
 RECORD, TABLE, CATALOG = "batch.json", "batch.csv", "catalog.json"
 SCRATCH, LOCK, MODEL_FILE = ".hsu-geo-batch-scratch", ".hsu-geo-batch.lock", "trained_model.pkl"
 TOPIC = "hsu-geo-batch"
-WAVELENGTH_TOLERANCE_NM = 0.5
 DISTRIBUTE = ("scenes", "chunks")
 #: options that change how, not what, is computed (left out of the settings check)
 EXECUTION_ONLY = ("scheduler", "save_model")
@@ -70,28 +66,6 @@ Say = Callable[[str], None]
 
 
 # -- train once, apply many ---------------------------------------------------------------
-@dataclass
-class FittedModel:
-    """An unmixer fitted once on scene ``scene_id``, with the kept bands it expects."""
-
-    unmixer: Unmixer
-    model: str
-    names: list[str]
-    band: np.ndarray
-    wavelength: np.ndarray
-    scene_id: str
-    endmember_source: str
-    angles_deg: list[float | None]
-    model_config: dict[str, Any]
-    device: str
-
-
-def _bad_band_config(opts: UnmixOptions) -> Any:
-    from hsu_geo.ingest.badbands import BadBandConfig
-
-    return BadBandConfig(drop=opts.drop_bands, keep=opts.keep_bands, seed=opts.seed)
-
-
 def epoch_reporter(say: Say) -> Callable[[Any], None]:
     """Deep-model training events as a few progress lines (every quarter of a stage)."""
     def report(event: Any) -> None:
@@ -102,118 +76,23 @@ def epoch_reporter(say: Say) -> Callable[[Any], None]:
     return report
 
 
-def fit_model(scene: str | Path, opts: UnmixOptions, on_stage: Say | None = None
-              ) -> FittedModel:
-    """Open, clean, sample ``scene``, find its endmembers and fit ``opts.model`` once."""
-    from dataclasses import asdict, is_dataclass, replace
-
-    from hsu_geo.ingest import open_scene
-    from hsu_geo.ingest.badbands import preprocess
-    from hsu_geo.pipeline import _extracted_endmembers, _library_endmembers, scene_id_of
-    from hsu_geo.unmix import MODELS
-    from hsu_geo.unmix.adapter import sample_pixels
-    from hsu_geo.unmix.base import make_config
-    from hsu_geo.unmix.device import resolve_device
-
+def fit_on(scene: str | Path, opts: UnmixOptions, on_stage: Say | None = None) -> FittedModel:
+    """Scan ``scene``, find its endmembers and fit ``opts.model`` once (the pipeline stages)."""
     say = on_stage or (lambda _msg: None)
-    model_cls = MODELS.get(opts.model)
-    config = make_config(model_cls.Config, opts.settings)
-    if "seed" in {f.name for f in fields(config)} and "seed" not in opts.settings:
-        config = replace(config, seed=opts.seed)  # as run_unmix does
-    device = resolve_device(opts.device)
-    say("opening the training scene")
-    raw = open_scene(scene, sensor=opts.sensor, chunks=opts.chunk_size,
-                     wavelengths=opts.wavelengths)
-    cube, _ = preprocess(raw, _bad_band_config(opts))
-    say("sampling pixels")
-    Y = sample_pixels(cube, opts.sample_size, seed=opts.seed)
-    say("finding endmembers")
-    em = _library_endmembers(cube, opts) if (opts.endmembers or opts.library) else \
-        _extracted_endmembers(Y, cube, opts)
-    say(f"fitting {opts.model}")
-    unmixer = model_cls(config, device=device)
-    if hasattr(unmixer, "progress"):
-        unmixer.progress = epoch_reporter(say)
-    unmixer.fit(Y, em.spectra)
-    if hasattr(unmixer, "progress"):
-        unmixer.progress = None  # the fitted model travels to workers without the callback
-    angles = [None if a is None else math.degrees(a) for a in em.angles_rad]
-    return FittedModel(unmixer, opts.model, list(em.names), np.asarray(cube["band"].values),
-                       np.asarray(cube["wavelength"].values, "float64"), scene_id_of(raw),
-                       em.source, angles, asdict(config) if is_dataclass(config) else {},
-                       device)
-
-
-def check_bands(scene_id: str, wavelength: np.ndarray, fitted: FittedModel) -> None:
-    """Refuse a scene whose kept bands differ from the training scene's (> 0.5 nm apart)."""
-    n, m = wavelength.size, fitted.wavelength.size
-    if n != m:
-        raise EndmemberError(
-            f"{scene_id}: {n} bands kept but the model trained on {fitted.scene_id} expects "
-            f"{m}; process scenes with other bands in a separate batch")
-    gap = np.abs(wavelength - fitted.wavelength)
-    if gap.size and float(gap.max()) > WAVELENGTH_TOLERANCE_NM:
-        i = int(np.argmax(gap))
-        raise EndmemberError(
-            f"{scene_id}: kept band {i + 1} is at {wavelength[i]:.2f} nm, the training scene "
-            f"{fitted.scene_id}'s at {fitted.wavelength[i]:.2f} nm (more than "
-            f"{WAVELENGTH_TOLERANCE_NM} nm apart); process it in a separate batch")
+    prepared = prepare_scene(scene, opts, model=opts.model, say=say)
+    return fit_model(prepared, opts, on_epoch=epoch_reporter(say), say=say)
 
 
 def unmix_with_model(scene: str | Path, out_dir: str | Path, opts: UnmixOptions,
                      fitted: FittedModel, *, overwrite: bool = False, progress: bool = False,
                      on_stage: Say | None = None) -> dict[str, Any]:
-    """:func:`hsu_geo.pipeline.run_unmix` with a pre-fitted unmixer, in the active scheduler.
-
-    Same stages and outputs, minus endmember search and fitting; returns the same dict.
-    """
-    from hsu_geo.ingest import open_scene
-    from hsu_geo.ingest.badbands import preprocess
-    from hsu_geo.pipeline import scene_id_of
-    from hsu_geo.unmix.adapter import apply_unmixer
-    from hsu_geo.write.atomic import check_targets
-    from hsu_geo.write.outputs import output_paths, write_outputs
-    from hsu_geo.write.provenance import build_run_record
-
+    """Apply a model fitted on another scene: same bands (else an error), same names/order."""
     say = on_stage or (lambda _msg: None)
-    timings: dict[str, float] = {}
     out = Path(out_dir)
-    t0 = time.perf_counter()
-    say("opening scene")
-    raw = open_scene(scene, sensor=opts.sensor, chunks=opts.chunk_size,
-                     wavelengths=opts.wavelengths)
-    scene_id = scene_id_of(raw)
-    ensure_writable_dir(out)
-    check_targets(list(output_paths(out, scene_id, fitted.model).values()), overwrite=overwrite)
-    timings["open"] = round(time.perf_counter() - t0, 3)
-    t0 = time.perf_counter()
-    say("checking bands")
-    cube, report = preprocess(raw, _bad_band_config(opts))
-    check_bands(scene_id, np.asarray(cube["wavelength"].values, "float64"), fitted)
-    timings["bad_bands"] = round(time.perf_counter() - t0, 3)
-    result = apply_unmixer(cube, fitted.unmixer, fitted.names, attrs={
-        "model": fitted.model, "seed": opts.seed, "device": fitted.device})
-    record = build_run_record(
-        scene_id=scene_id, model=fitted.model,
-        config={"options": opts.to_dict(), "model_config": fitted.model_config},
-        seed=opts.seed, device=fitted.device,
-        inputs=[p for p in raw.attrs.get("source_files", []) if Path(p).is_file()],
-        timings=timings, endmembers=fitted.names,
-        endmember_angles_deg=[a if a is not None else float("nan") for a in fitted.angles_deg],
-        extra={"scene": str(scene), "reader": raw.attrs.get("reader"),
-               "trained_on": fitted.scene_id, "endmember_source": fitted.endmember_source,
-               "bad_band_sample_pixels": report.sample_pixels,
-               "bands_used": int(cube.sizes["band"]),
-               "dropped_bands": cube.attrs.get("dropped_bands", []),
-               "fit": fitted.unmixer.fit_info},
-    )
-    t0 = time.perf_counter()
-    say("unmixing and writing")
-    outputs = write_outputs(result, out, scene_id, fitted.model, overwrite=overwrite,
-                            run_record=record, progress=progress)
-    timings["unmix_and_write"] = round(time.perf_counter() - t0, 3)
-    return {"outputs": outputs, "record": record, "scene_id": scene_id,
-            "endmembers": fitted.names, "timings": timings}
+    prepared = prepare_scene(scene, opts, model=fitted.model, out_dir=out, overwrite=overwrite,
+                             bands_of=fitted, say=say)
+    return apply_and_write(prepared, fitted, out, opts, overwrite=overwrite, progress=progress,
+                           say=say)
 
 
 # -- one scene ------------------------------------------------------------------------------
@@ -540,8 +419,8 @@ def _training(batch: _Batch, scene: SceneSource, previous: Mapping[str, Any] | N
     batch.say(f"training {batch.opts.model} on {scene.scene_id}")
     scene_path = batch.source.materialize(scene)
     try:
-        batch.fitted = fit_model(scene_path, batch.opts,
-                                 on_stage=batch.stage_reporter(scene.scene_id))
+        batch.fitted = fit_on(scene_path, batch.opts,
+                              on_stage=batch.stage_reporter(scene.scene_id))
     except HsuGeoError as exc:
         raise type(exc)(f"--train-on {scene.scene_id}: {one_line(exc)}") from None
     finally:

@@ -19,16 +19,19 @@ import numpy as np
 import xarray as xr
 
 from hsu_geo.config import UnmixOptions
-from hsu_geo.errors import ConfigError, EndmemberError
+from hsu_geo.errors import ConfigError, EndmemberError, InvalidSceneError
 from hsu_geo.ingest import open_scene
 from hsu_geo.ingest.badbands import BadBandConfig, preprocess
 from hsu_geo.scheduler import scheduler
 from hsu_geo.unmix import MODELS
-from hsu_geo.unmix.adapter import apply_unmixer, sample_pixels
-from hsu_geo.unmix.base import make_config
+from hsu_geo.unmix.adapter import apply_unmixer
+from hsu_geo.unmix.base import Unmixer, make_config
 from hsu_geo.unmix.device import resolve_device
 
 log = logging.getLogger(__name__)
+
+#: a fitted model's bands and a scene's must agree this closely (nm)
+BAND_TOLERANCE_NM = 0.5
 
 
 @dataclass
@@ -114,6 +117,224 @@ def _extracted_endmembers(Y: np.ndarray, cube: xr.DataArray, opts: UnmixOptions
                       [int(i) for i in np.asarray(idx).ravel()])
 
 
+@dataclass
+class FittedModel:
+    """An unmixer fitted once (or loaded), with the bands it expects and its endmembers.
+
+    Attributes:
+        wavelength, band: the kept bands (nm, original numbers) the model was fitted on.
+        trained_on: scene id the model was fitted on; angles_deg: SAM angle of each name.
+    """
+
+    unmixer: Unmixer
+    model: str
+    names: list[str]
+    band: np.ndarray
+    wavelength: np.ndarray
+    trained_on: str
+    endmember_source: str
+    angles_deg: list[float | None]
+    model_config: dict[str, Any]
+    device: str
+    hysime_k: int | None = None
+    pixel_indices: list[int] | None = None
+    sample_pixels: int = 0
+
+
+@dataclass
+class PreparedScene:
+    """An opened scene reduced to the bands to unmix, with its pixel sample when needed."""
+
+    path: str
+    raw: xr.DataArray
+    cube: xr.DataArray
+    scene_id: str
+    sample: np.ndarray | None
+    bad_band_pixels: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _timed(timings: dict[str, float], name: str, t0: float) -> None:
+    timings[name] = round(time.perf_counter() - t0, 3)
+
+
+def select_bands(raw: xr.DataArray, wavelength: np.ndarray, source: str) -> xr.DataArray:
+    """The bands of ``raw`` at the model's ``wavelength`` (nm, within 0.5 nm), in order.
+
+    A fitted model needs exactly its training bands; missing ones are an error, extra ones
+    are reported as dropped ("not used by the model").
+    """
+    wl = raw["wavelength"].values
+    idx = np.abs(wl[None, :] - np.asarray(wavelength)[:, None]).argmin(axis=1)
+    gap = np.abs(wl[idx] - wavelength)
+    if gap.size == 0 or float(gap.max()) > BAND_TOLERANCE_NM:
+        i = int(np.argmax(gap)) if gap.size else 0
+        raise EndmemberError(
+            f"{scene_id_of(raw)}: the model from {source} needs a band at "
+            f"{wavelength[i]:.2f} nm but the nearest in the scene is {wl[idx[i]]:.2f} nm; "
+            "unmix scenes of the same sensor, or refit the model")
+    used = set(idx.tolist())
+    cube = raw.isel(band=idx).assign_coords(good_band=("band", np.ones(idx.size, bool)))
+    cube.attrs = dict(raw.attrs)
+    cube.attrs["dropped_bands"] = list(raw.attrs.get("dropped_at_ingest", [])) + [
+        {"band": int(b), "wavelength_nm": float(w), "reason": f"not used by the model ({source})"}
+        for i, (b, w) in enumerate(zip(raw["band"].values, wl, strict=True)) if i not in used
+    ]
+    return cube
+
+
+def prepare_scene(
+    scene: str | Path,
+    opts: UnmixOptions,
+    *,
+    model: str,
+    out_dir: Path | None = None,
+    overwrite: bool = False,
+    extra_targets: list[Path] | None = None,
+    bands_of: FittedModel | None = None,
+    say: Callable[[str], None] = lambda _msg: None,
+) -> PreparedScene:
+    """Open ``scene``, refuse existing outputs, and choose its bands.
+
+    Without ``bands_of``, one pass over the scene yields the pixel sample and the full-scene
+    band statistics that decide the bad bands. With ``bands_of`` (a fitted model), the scene
+    is cut to the model's bands and nothing is read.
+    """
+    from hsu_geo.ingest.scan import scan_cube, valid_rows
+    from hsu_geo.write.atomic import check_targets, ensure_writable_dir
+    from hsu_geo.write.outputs import output_paths
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    say("opening scene")
+    raw = open_scene(scene, sensor=opts.sensor, chunks=opts.chunk_size,
+                     wavelengths=opts.wavelengths)
+    scene_id = scene_id_of(raw)
+    if out_dir is not None:
+        ensure_writable_dir(out_dir)
+        check_targets(list(output_paths(out_dir, scene_id, model).values())
+                      + list(extra_targets or []), overwrite=overwrite)
+    _timed(timings, "open", t0)
+    t0 = time.perf_counter()
+    if bands_of is not None:
+        cube = select_bands(raw, bands_of.wavelength, bands_of.trained_on)
+        _timed(timings, "bands", t0)
+        return PreparedScene(str(scene), raw, cube, scene_id, None, 0, timings)
+    say("scanning the scene (pixel sample, band statistics)")
+    sample, stats = scan_cube(raw, opts.sample_size, seed=opts.seed)
+    _timed(timings, "scan", t0)
+    t0 = time.perf_counter()
+    cube, report = preprocess(raw, BadBandConfig(drop=opts.drop_bands, keep=opts.keep_bands,
+                                                 seed=opts.seed), stats)
+    kept = np.searchsorted(raw["band"].values, cube["band"].values)
+    Y = valid_rows(sample[:, kept])
+    if Y.shape[0] == 0:
+        raise InvalidSceneError(f"{scene_id}: no pixel is valid in every kept band; check the "
+                                "nodata value or --keep-bands")
+    _timed(timings, "bad_bands", t0)
+    return PreparedScene(str(scene), raw, cube, scene_id, Y, report.sample_pixels, timings)
+
+
+def fit_model(
+    prepared: PreparedScene,
+    opts: UnmixOptions,
+    *,
+    on_epoch: Callable[[Any], None] | None = None,
+    say: Callable[[str], None] = lambda _msg: None,
+) -> FittedModel:
+    """Endmembers (library, CSV or extracted) and the fitted ``opts.model`` for a scene."""
+    if prepared.sample is None:
+        raise ConfigError("fit_model needs a scene prepared with its pixel sample")
+    model_cls = MODELS.get(opts.model)
+    config = make_config(model_cls.Config, opts.settings)
+    if "seed" in {f.name for f in fields(config)} and "seed" not in opts.settings:
+        config = replace(config, seed=opts.seed)
+    device = resolve_device(opts.device)
+    cube, Y = prepared.cube, prepared.sample
+    t0 = time.perf_counter()
+    say("finding endmembers")
+    em = _library_endmembers(cube, opts) if (opts.endmembers or opts.library) else \
+        _extracted_endmembers(Y, cube, opts)
+    _timed(prepared.timings, "endmembers", t0)
+    t0 = time.perf_counter()
+    say(f"fitting {opts.model}")
+    unmixer = model_cls(config, device=device)
+    if on_epoch is not None and hasattr(unmixer, "progress"):
+        unmixer.progress = on_epoch
+    unmixer.fit(Y, em.spectra)
+    if hasattr(unmixer, "progress"):
+        unmixer.progress = None  # the fitted model travels to workers without the callback
+    _timed(prepared.timings, "fit", t0)
+    return FittedModel(
+        unmixer, opts.model, list(em.names), np.asarray(cube["band"].values),
+        np.asarray(cube["wavelength"].values, "float64"), prepared.scene_id, em.source,
+        [None if a is None else math.degrees(a) for a in em.angles_rad],
+        _as_dict(config), device, em.hysime_k, em.pixel_indices, int(Y.shape[0]))
+
+
+def model_from_checkpoint(path: str, opts: UnmixOptions) -> FittedModel:
+    """A :class:`FittedModel` from ``--load-model`` (checked against the other options)."""
+    checkpoint = _read_checkpoint(opts)
+    device = resolve_device(opts.device)
+    return FittedModel(
+        checkpoint.build(device), checkpoint.model, list(checkpoint.endmember_names),
+        np.asarray(checkpoint.payload.get("band_numbers") or [], dtype=int),
+        np.asarray(checkpoint.wavelengths, "float64"), f"checkpoint {Path(path).name}",
+        f"checkpoint:{path}", [None] * len(checkpoint.endmember_names),
+        _as_dict(checkpoint.config()), device)
+
+
+def apply_and_write(
+    prepared: PreparedScene,
+    fitted: FittedModel,
+    out_dir: str | Path,
+    opts: UnmixOptions,
+    *,
+    overwrite: bool = False,
+    progress: bool = False,
+    scheduler_name: str = "threads",
+    extra: dict[str, Any] | None = None,
+    say: Callable[[str], None] = lambda _msg: None,
+) -> dict[str, Any]:
+    """Apply ``fitted`` block by block over the prepared scene and write every output."""
+    from hsu_geo.write.outputs import write_outputs
+    from hsu_geo.write.provenance import build_run_record
+
+    cube, raw = prepared.cube, prepared.raw
+    result = apply_unmixer(cube, fitted.unmixer, fitted.names, attrs={
+        "model": fitted.model, "seed": opts.seed, "device": fitted.device})
+    record = build_run_record(
+        scene_id=prepared.scene_id, model=fitted.model,
+        config={"options": opts.to_dict(), "model_config": fitted.model_config},
+        seed=opts.seed, device=fitted.device,
+        inputs=[p for p in raw.attrs.get("source_files", []) if Path(p).is_file()],
+        timings=prepared.timings, endmembers=fitted.names,
+        endmember_angles_deg=[a if a is not None else float("nan")
+                              for a in fitted.angles_deg],
+        extra={
+            "scene": prepared.path, "reader": raw.attrs.get("reader"),
+            "scheduler": scheduler_name,
+            "trained_on": fitted.trained_on,
+            "endmember_source": fitted.endmember_source,
+            "hysime_k": fitted.hysime_k,
+            "endmember_pixel_indices_in_sample": fitted.pixel_indices,
+            "sample_pixels": fitted.sample_pixels,
+            "band_statistics_pixels": prepared.bad_band_pixels,
+            "bands_used": int(cube.sizes["band"]),
+            "dropped_bands": cube.attrs.get("dropped_bands", []),
+            "fit": fitted.unmixer.fit_info,
+            **(extra or {}),
+        },
+    )
+    t0 = time.perf_counter()
+    say("unmixing and writing")
+    outputs = write_outputs(result, Path(out_dir), prepared.scene_id, fitted.model,
+                            overwrite=overwrite, run_record=record, progress=progress)
+    _timed(prepared.timings, "unmix_and_write", t0)
+    return {"outputs": outputs, "record": record, "scene_id": prepared.scene_id,
+            "endmembers": fitted.names, "timings": prepared.timings}
+
+
 def run_unmix(
     scene: str | Path,
     out_dir: str | Path,
@@ -126,128 +347,45 @@ def run_unmix(
 ) -> dict[str, Any]:
     """Unmix one scene into ``out_dir``; returns ``{"outputs": {key: Path}, "record": …}``.
 
-    ``on_epoch`` receives training progress events of deep models. With
-    ``opts.load_model`` the checkpoint replaces endmember extraction and fitting; with
-    ``opts.save_model`` the fitted deep model is written there.
+    Reads the scene twice at most: one scan (pixel sample + band statistics) and the
+    unmixing pass. With ``opts.load_model`` the checkpoint replaces endmember extraction
+    and fitting (and the scan); with ``opts.save_model`` the fitted deep model is saved.
     """
-    from hsu_geo.write.atomic import check_targets, ensure_writable_dir
-    from hsu_geo.write.outputs import output_paths, write_outputs
-    from hsu_geo.write.provenance import build_run_record
-
-    timings: dict[str, float] = {}
     say = on_stage or (lambda _msg: None)
-
-    def stage(name: str, t0: float) -> None:
-        timings[name] = round(time.perf_counter() - t0, 3)
-
-    checkpoint = _read_checkpoint(opts) if opts.load_model else None
-    model_cls = MODELS.get(opts.model)
-    if checkpoint is not None:
-        config = checkpoint.config()
-    else:
-        config = make_config(model_cls.Config, opts.settings)
-        if "seed" in {f.name for f in fields(config)} and "seed" not in opts.settings:
-            config = replace(config, seed=opts.seed)
+    t_load = time.perf_counter()
+    loaded = model_from_checkpoint(opts.load_model, opts) if opts.load_model else None
+    t_load = round(time.perf_counter() - t_load, 3)
+    model = loaded.model if loaded else opts.model
+    if loaded is None:
+        MODELS.get(opts.model)  # unknown model: fail before any I/O
+        make_config(MODELS.get(opts.model).Config, opts.settings)
+        resolve_device(opts.device)
     if opts.save_model:
         from hsu_geo.unmix.deep.base import DeepUnmixer
 
-        if not issubclass(model_cls, DeepUnmixer):
+        if not issubclass(MODELS.get(model), DeepUnmixer):
             raise ConfigError(f"--save-model needs a deep model (see `hsu-geo models`); "
-                              f"{opts.model} has no trained weights to save")
-    device = resolve_device(opts.device)
+                              f"{model} has no trained weights to save")
     out = Path(out_dir)
-
-    t0 = time.perf_counter()
-    say("opening scene")
-    raw = open_scene(scene, sensor=opts.sensor, chunks=opts.chunk_size,
-                     wavelengths=opts.wavelengths)
-    scene_id = scene_id_of(raw)
-    ensure_writable_dir(out)
-    targets = list(output_paths(out, scene_id, opts.model).values())
-    check_targets(targets + ([Path(opts.save_model)] if opts.save_model else []),
-                  overwrite=overwrite)
-    stage("open", t0)
-
-    t0 = time.perf_counter()
-    say("checking bands")
-    cube, report = preprocess(raw, BadBandConfig(drop=opts.drop_bands, keep=opts.keep_bands,
-                                                 seed=opts.seed))
-    stage("bad_bands", t0)
-    if checkpoint is not None:
-        checkpoint.check_bands(cube["wavelength"].values)
-
     with scheduler(opts.scheduler) as sched:
-        Y = None
-        if checkpoint is not None:
-            t0 = time.perf_counter()
-            say(f"loading {opts.model} from {opts.load_model}")
-            em = Endmembers(checkpoint.endmembers, checkpoint.endmember_names,
-                            f"checkpoint:{opts.load_model}",
-                            [None] * len(checkpoint.endmember_names))
-            unmixer = checkpoint.build(device)
-            stage("load_model", t0)
-        else:
-            t0 = time.perf_counter()
-            say("sampling pixels")
-            Y = sample_pixels(cube, opts.sample_size, seed=opts.seed)
-            stage("sample", t0)
-
-            t0 = time.perf_counter()
-            say("finding endmembers")
-            if opts.endmembers or opts.library:
-                em = _library_endmembers(cube, opts)
-            else:
-                em = _extracted_endmembers(Y, cube, opts)
-            stage("endmembers", t0)
-
-            t0 = time.perf_counter()
-            say(f"fitting {opts.model}")
-            unmixer = model_cls(config, device=device)
-            if on_epoch is not None and hasattr(unmixer, "progress"):
-                unmixer.progress = on_epoch
-            unmixer.fit(Y, em.spectra)
-            stage("fit", t0)
-
+        prepared = prepare_scene(
+            scene, opts, model=model, out_dir=out, overwrite=overwrite,
+            extra_targets=[Path(opts.save_model)] if opts.save_model else None,
+            bands_of=loaded, say=say)
+        if loaded is not None:
+            prepared.timings["load_model"] = t_load
+        fitted = loaded or fit_model(prepared, opts, on_epoch=on_epoch, say=say)
         if opts.save_model:
             from hsu_geo.unmix.deep.checkpoint import save_checkpoint
 
             t0 = time.perf_counter()
-            save_checkpoint(opts.save_model, unmixer, cube["wavelength"].values, em.names,
-                            cube["band"].values)
-            stage("save_model", t0)
-
-        result = apply_unmixer(cube, unmixer, em.names, attrs={
-            "model": opts.model, "seed": opts.seed, "device": device,
-        })
-        angles = [None if a is None else math.degrees(a) for a in em.angles_rad]
-        record = build_run_record(
-            scene_id=scene_id, model=opts.model,
-            config={"options": opts.to_dict(), "model_config": _as_dict(config)},
-            seed=opts.seed, device=device,
-            inputs=[p for p in raw.attrs.get("source_files", []) if Path(p).is_file()],
-            timings=timings, endmembers=em.names,
-            endmember_angles_deg=[a if a is not None else float("nan") for a in angles],
-            extra={
-                "scene": str(scene), "reader": raw.attrs.get("reader"),
-                "scheduler": sched,
-                "endmember_source": em.source,
-                "hysime_k": em.hysime_k,
-                "endmember_pixel_indices_in_sample": em.pixel_indices,
-                "sample_pixels": 0 if Y is None else int(Y.shape[0]),
-                "model_checkpoint": {"loaded": opts.load_model, "saved": opts.save_model},
-                "bad_band_sample_pixels": report.sample_pixels,
-                "bands_used": int(cube.sizes["band"]),
-                "dropped_bands": cube.attrs.get("dropped_bands", []),
-                "fit": unmixer.fit_info,
-            },
-        )
-        t0 = time.perf_counter()
-        say("unmixing and writing")
-        outputs = write_outputs(result, out, scene_id, opts.model, overwrite=overwrite,
-                                run_record=record, progress=progress)
-        stage("unmix_and_write", t0)
-    return {"outputs": outputs, "record": record, "scene_id": scene_id,
-            "endmembers": em.names, "timings": timings}
+            save_checkpoint(opts.save_model, fitted.unmixer, fitted.wavelength, fitted.names,
+                            fitted.band)
+            _timed(prepared.timings, "save_model", t0)
+        return apply_and_write(
+            prepared, fitted, out, opts, overwrite=overwrite, progress=progress,
+            scheduler_name=sched, say=say,
+            extra={"model_checkpoint": {"loaded": opts.load_model, "saved": opts.save_model}})
 
 
 def _read_checkpoint(opts: UnmixOptions) -> Any:

@@ -1,7 +1,7 @@
 """Between cubes and models: pixel sampling, block-wise application, re-wrapping.
 
-Models see only ``(N, L)`` float32 arrays. ``sample_pixels`` draws a seeded sample of valid
-pixels from every chunk (one pass, chunk by chunk); ``apply_unmixer`` maps a fitted model over
+Models see only ``(N, L)`` float32 arrays (pixel samples come from
+:func:`hsu_geo.ingest.scan.scan_cube`); ``apply_unmixer`` maps a fitted model over
 the cube with ``xr.apply_ufunc(..., dask="parallelized")`` and returns the result Dataset:
 ``abundance (endmember, y, x)``, ``reconstruction_rmse (y, x)``, ``endmember_spectrum
 (endmember, band)``. Abundances and RMSE come out of one kernel, so writing both reads the
@@ -10,11 +10,9 @@ scene once.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
-import dask
 import numpy as np
 import xarray as xr
 
@@ -24,42 +22,6 @@ from hsu_geo.unmix.base import Unmixer
 
 #: pixels per model call inside a chunk (bounds temporaries to ~batch x bands floats)
 BATCH = 65536
-
-
-def _sample_block(block: np.ndarray, quota: int, seed: int) -> np.ndarray:
-    flat = block.reshape(block.shape[0], -1)
-    valid = np.flatnonzero(np.isfinite(flat).all(axis=0))
-    if valid.size > quota:
-        valid = np.sort(np.random.default_rng(seed).choice(valid, quota, replace=False))
-    return np.ascontiguousarray(flat[:, valid].T)
-
-
-def sample_pixels(cube: xr.DataArray, n: int, seed: int = 0) -> np.ndarray:
-    """Up to ``n`` valid pixels ``(n, L)`` float32, drawn from every chunk in proportion.
-
-    All valid pixels when the scene has fewer than ``n``. Reads each chunk once.
-    """
-    data = cube.data
-    total = data.shape[1] * data.shape[2]
-    blocks = data.to_delayed()
-    tasks = []
-    for j in range(blocks.shape[1]):
-        for i in range(blocks.shape[2]):
-            h, w = data.chunks[1][j], data.chunks[2][i]
-            quota = max(1, math.ceil(n * h * w / total))
-            tasks.append(dask.delayed(_sample_block)(blocks[0, j, i], quota,
-                                                     seed * 1_000_003 + j * 10_007 + i))
-    parts = dask.compute(*tasks)
-    Y = np.concatenate(parts, axis=0) if parts else np.empty((0, data.shape[0]), "float32")
-    if Y.shape[0] == 0:
-        raise InvalidSceneError(
-            f"{cube.attrs.get('product_id', 'scene')}: no valid pixels (every pixel is nodata "
-            "in some kept band); check the nodata value or --keep-bands"
-        )
-    if Y.shape[0] > n:
-        pick = np.sort(np.random.default_rng(seed).choice(Y.shape[0], n, replace=False))
-        Y = Y[pick]
-    return Y.astype("float32", copy=False)
 
 
 def _unmix_block(arr: np.ndarray, unmixer: Unmixer, k: int) -> np.ndarray:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from hsu_geo.ingest import open_scene
-from hsu_geo.unmix.adapter import apply_unmixer, sample_pixels
+from hsu_geo.ingest.scan import scan_cube, valid_rows
+from hsu_geo.unmix.adapter import apply_unmixer
 from hsu_geo.unmix.classical.model import FclsUnmixer
 from tests.unmix.scenes import TRANSFORM, linear_scene, write_scene
 
@@ -21,21 +22,25 @@ def scene(tmp_path):
     return open_scene(path, chunks=16), E, A
 
 
-def test_sample_pixels_draws_only_valid_pixels_deterministically(scene):
+def test_scan_samples_deterministically_and_counts_bands_exactly(scene):
     cube, _, _ = scene
-    a = sample_pixels(cube, 500, seed=3)
-    b = sample_pixels(cube, 500, seed=3)
-    c = sample_pixels(cube, 500, seed=4)
+    a, stats = scan_cube(cube, 500, seed=3)
+    b, _ = scan_cube(cube, 500, seed=3)
+    c, _ = scan_cube(cube, 500, seed=4)
     assert a.shape == (500, cube.sizes["band"])
-    assert np.isfinite(a).all()
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
+    assert np.isfinite(valid_rows(a)).all()
+    expected = np.isfinite(cube.values).sum(axis=(1, 2))
+    np.testing.assert_array_equal(stats.count, expected)
+    np.testing.assert_allclose(stats.maximum, np.nanmax(cube.values, axis=(1, 2)))
 
 
-def test_sample_pixels_returns_every_valid_pixel_of_a_small_scene(scene):
+def test_scan_keeps_every_pixel_of_a_small_scene(scene):
     cube, _, _ = scene
-    Y = sample_pixels(cube, 10_000)
-    assert Y.shape[0] == 40 * 30 - 3
+    Y, _ = scan_cube(cube, 10_000)
+    assert Y.shape[0] == 40 * 30 - 2  # all-NaN pixels are not sampled
+    assert valid_rows(Y).shape[0] == 40 * 30 - 3
 
 
 def test_apply_unmixer_recovers_abundances_and_keeps_nodata(scene):
