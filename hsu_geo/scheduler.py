@@ -2,6 +2,11 @@
 
 ``--scheduler local[:N]`` starts a ``dask.distributed.LocalCluster`` with N worker processes;
 ``--scheduler tcp://host:port`` (any dask.distributed address) joins an existing cluster.
+
+Parallelism comes from dask (one chunk per thread or worker), so BLAS runs single-threaded
+inside the context, as dask.distributed already does on its workers: no oversubscription,
+and results are bit-identical whichever scheduler ran them (a multi-threaded BLAS rounds
+``A @ M`` differently).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import re
 from collections.abc import Iterator
 
 import dask
+from threadpoolctl import threadpool_limits
 
 from hsu_geo.errors import ConfigError
 
@@ -20,10 +26,15 @@ _LOCAL = re.compile(r"^local(?::(\d+))?$")
 @contextlib.contextmanager
 def scheduler(spec: str | None) -> Iterator[str]:
     """Context in which ``dask.compute`` uses the requested scheduler; yields a description."""
-    if not spec:
-        with dask.config.set(scheduler="threads"):
-            yield "threads"
-        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        if not spec:
+            with dask.config.set(scheduler="threads"):
+                yield "threads"
+            return
+        yield from _distributed(spec)
+
+
+def _distributed(spec: str) -> Iterator[str]:
     from distributed import Client, LocalCluster
 
     m = _LOCAL.match(spec)

@@ -7,37 +7,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import click
-from click.core import ParameterSource
 
-from hsu_geo.cli.options import common_options, configure_logging, is_quiet, scene_options
-from hsu_geo.config import UnmixOptions, load_preset
+from hsu_geo.cli.options import (
+    common_options,
+    configure_logging,
+    effective_options,
+    is_quiet,
+    scene_options,
+)
 from hsu_geo.errors import ConfigError
-
-
-def _parse_settings(values: tuple[str, ...]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r}: use key=value")
-        out[key.strip()] = value.strip()
-    return out
-
-
-def effective_options(ctx: click.Context, preset: str | None, settings: tuple[str, ...],
-                      flags: Mapping[str, Any]) -> UnmixOptions:
-    """Preset (or defaults) overridden by the flags given on the command line only."""
-    base = load_preset(preset) if preset else UnmixOptions()
-    given = {k: v for k, v in flags.items()
-             if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None)}
-    if given.get("load_model") and given.get("model") is None:
-        from hsu_geo.unmix.deep.checkpoint import read_checkpoint
-
-        given["model"] = read_checkpoint(given["load_model"]).model  # as hsu-geo unmix does
-    opts = base.updated(**given)
-    if settings:
-        opts = opts.updated(settings={**base.settings, **_parse_settings(settings)})
-    return opts
 
 
 def _summary(record: Mapping[str, Any]) -> list[str]:

@@ -8,20 +8,14 @@ from typing import Any, ClassVar
 
 import click
 
-from hsu_geo.cli.options import common_options, configure_logging, is_quiet, scene_options
-from hsu_geo.config import UnmixOptions, load_preset
-from hsu_geo.errors import ConfigError
+from hsu_geo.cli.options import (
+    common_options,
+    configure_logging,
+    effective_options,
+    is_quiet,
+    scene_options,
+)
 from hsu_geo.unmix import MODELS
-
-
-def _parse_settings(values: tuple[str, ...]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r}: use key=value")
-        out[key.strip()] = value.strip()
-    return out
 
 
 class EpochBar:
@@ -120,14 +114,7 @@ def unmix(ctx: click.Context, scene: str, out_dir: str, overwrite: bool, preset:
     from hsu_geo.pipeline import run_unmix
 
     configure_logging(ctx)
-    if flags.get("load_model") and flags.get("model") is None:
-        from hsu_geo.unmix.deep.checkpoint import read_checkpoint
-
-        flags["model"] = read_checkpoint(flags["load_model"]).model
-    base = load_preset(preset) if preset else UnmixOptions()
-    opts = base.updated(**flags)
-    if settings:
-        opts = opts.updated(settings={**base.settings, **_parse_settings(settings)})
+    opts = effective_options(ctx, preset, settings, flags)
     quiet = is_quiet(ctx)
     bar = None if quiet else EpochBar()
 

@@ -157,9 +157,9 @@ def test_local_cluster_gives_the_same_result_as_threads(noise_free, tmp_path):
     res = invoke("unmix", path, "-k", "4", "-o", b, "-q", "--chunk-size", "16",
                  "--scheduler", "local:2")
     assert res.exit_code == 0, res.output
-    with rasterio.open(a / "linear_fcls_abundance.tif") as s1, \
-            rasterio.open(b / "linear_fcls_abundance.tif") as s2:
-        np.testing.assert_array_equal(s1.read(), s2.read())
+    for name in ("linear_fcls_abundance.tif", "linear_fcls_rmse.tif"):
+        with rasterio.open(a / name) as s1, rasterio.open(b / name) as s2:
+            np.testing.assert_array_equal(s1.read(), s2.read())
 
 
 def test_gf5_delivery_is_unmixed_and_orthorectified(tmp_path):
@@ -191,3 +191,16 @@ def test_blind_accuracy_on_samson(shared_data, tmp_path):
     # VCA+FCLS on Samson: published mean SAD is typically 0.05-0.15 rad
     assert scores.mean_sad < 0.15
     assert scores.perm.tolist() != []
+
+
+def test_preset_values_are_not_overridden_by_flag_defaults(tmp_path):
+    preset = tmp_path / "preset.yaml"
+    preset.write_text("model: fcls\nk: 3\nchunk_size: 32\nextractor: atgp\n")
+    res = invoke("unmix", SAMPLE, "--pipeline", preset, "-o", tmp_path / "a", "-q")
+    assert res.exit_code == 0, res.output
+    record = json.loads((tmp_path / "a" / "minerals_aviris_like_fcls_run.json").read_text())
+    opts = record["config"]["options"]
+    assert (opts["k"], opts["chunk_size"], opts["extractor"]) == ("3", 32, "atgp")
+    res = invoke("unmix", SAMPLE, "--pipeline", preset, "-k", "4", "-o", tmp_path / "b", "-q")
+    record = json.loads((tmp_path / "b" / "minerals_aviris_like_fcls_run.json").read_text())
+    assert record["config"]["options"]["k"] == "4"  # a flag given overrides the preset
