@@ -57,29 +57,38 @@ class BandStats:
         )
 
 
+#: rows per slab when accumulating statistics (bounds temporaries to a slab, not a chunk)
+SLAB_ROWS = 64
+
+
 def _scan_block(block: np.ndarray, quota: int, seed: int) -> tuple[np.ndarray, BandStats]:
     """Sample up to ``quota`` pixels of a ``(L, h, w)`` block and accumulate band stats."""
-    L = block.shape[0]
-    finite = np.isfinite(block)
-    count = finite.sum(axis=(1, 2)).astype("int64")
-    filled = np.where(finite, block, 0.0)
-    total = filled.sum(axis=(1, 2), dtype="float64")
-    with np.errstate(invalid="ignore"):
-        minimum = np.where(count > 0, np.nanmin(np.where(finite, block, np.inf), axis=(1, 2)),
-                           np.nan)
-        maximum = np.where(count > 0, np.nanmax(np.where(finite, block, -np.inf),
-                                                axis=(1, 2)), np.nan)
-    pair = finite[:, :, 1:] & finite[:, :, :-1]
-    diff = np.where(pair, filled[:, :, 1:] - filled[:, :, :-1], 0.0)
-    diff_sq = np.einsum("bij,bij->b", diff, diff, dtype="float64")
-    stats = BandStats(count, minimum.astype("float64"), maximum.astype("float64"), total,
-                      diff_sq, pair.sum(axis=(1, 2)).astype("int64"),
-                      block.shape[1] * block.shape[2])
+    L, h, w = block.shape
     flat = block.reshape(L, -1)
-    anyvalid = np.flatnonzero(finite.reshape(L, -1).any(axis=0))
-    if anyvalid.size > quota:
-        anyvalid = np.sort(np.random.default_rng(seed).choice(anyvalid, quota, replace=False))
-    return np.ascontiguousarray(flat[:, anyvalid].T), stats
+    with np.errstate(invalid="ignore"):
+        minimum = np.fmin.reduce(flat, axis=1).astype("float64")  # NaN only if all NaN
+        maximum = np.fmax.reduce(flat, axis=1).astype("float64")
+    count = np.zeros(L, "int64")
+    total = np.zeros(L, "float64")
+    diff_sq = np.zeros(L, "float64")
+    diff_count = np.zeros(L, "int64")
+    anyvalid = np.zeros(h * w, bool)
+    for r0 in range(0, h, SLAB_ROWS):
+        sub = block[:, r0:r0 + SLAB_ROWS, :]
+        finite = np.isfinite(sub)
+        count += finite.sum(axis=(1, 2))
+        filled = np.where(finite, sub, np.float32(0))
+        total += filled.sum(axis=(1, 2), dtype="float64")
+        pair = finite[:, :, 1:] & finite[:, :, :-1]
+        diff = np.where(pair, filled[:, :, 1:] - filled[:, :, :-1], np.float32(0))
+        diff_sq += np.einsum("bij,bij->b", diff, diff, dtype="float64")
+        diff_count += pair.sum(axis=(1, 2))
+        anyvalid[r0 * w:(r0 + sub.shape[1]) * w] = finite.any(axis=0).ravel()
+    stats = BandStats(count, minimum, maximum, total, diff_sq, diff_count, h * w)
+    pick = np.flatnonzero(anyvalid)
+    if pick.size > quota:
+        pick = np.sort(np.random.default_rng(seed).choice(pick, quota, replace=False))
+    return np.ascontiguousarray(flat[:, pick].T), stats
 
 
 def scan_cube(cube: xr.DataArray, n_sample: int, seed: int = 0) -> tuple[np.ndarray, BandStats]:
