@@ -294,7 +294,8 @@ def _scratch(path: Path, kind: str) -> Path:
 
 @contextlib.contextmanager
 def _quiet_gdal() -> Iterator[None]:
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), warnings.catch_warnings():
+    # rasterio hands an integer GDAL_CACHEMAX to GDALSetCacheMax64 as bytes, not MB
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20), warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         yield
 
