@@ -1,0 +1,106 @@
+"""Smoke test of ``benchmarks/paper_cresdae.py``: a tiny run (one synthetic dataset, 12x12
+pixels, all four methods, 1 epoch and a few pretraining steps via config overrides) must give
+finite numbers, well-formed Markdown tables, the acceptance check and a JSON-serialisable
+result. Real data is not needed."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "paper_cresdae.py"
+
+TINY: dict[str, dict[str, Any]] = {
+    "linear_ae": {"epochs": 1, "max_train_pixels": 60},
+    "nae": {"epochs": 1, "pretrain_steps": 3},
+    "cresdae": {"epochs": 1, "pretrain_steps": 3, "synth_epochs": 1, "synth_pixels": 32,
+                "synth_snr_db": (30.0,)},
+}
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("paper_cresdae", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    return _load()
+
+
+@pytest.fixture(scope="module")
+def tiny(bench: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return bench.run(datasets=["bilinear_snr30"], size=(12, 12),
+                     methods=["fcls", "linear_ae", "nae", "cresdae"], overrides=TINY,
+                     work_dir=tmp_path_factory.mktemp("synth"), log=lambda _msg: None)
+
+
+def test_numbers_are_finite(tiny: dict[str, Any]) -> None:
+    rows = tiny["results"]
+    assert [r["method"] for r in rows] == ["fcls", "linear_ae", "nae", "cresdae"]
+    for r in rows:
+        assert r["dataset"] == "bilinear_snr30"
+        for key in ("armse", "mean_rmse", "mean_sad", "mean_sid", "seconds_total"):
+            assert math.isfinite(r[key]) and r[key] >= 0, (r["method"], key)
+        assert len(r["rmse"]) == len(r["sad"]) == 5
+        lo, hi = r["abundance_sum_range"]
+        assert math.isfinite(lo) and math.isfinite(hi)
+    info = tiny["datasets"]["bilinear_snr30"]
+    assert (info["pixels"], info["k"], info["kind"]) == (144, 5, "synthetic")
+    json.dumps(tiny, allow_nan=False)  # the --json dump has no NaN/inf
+
+
+def test_overrides_are_reported_as_deviations(tiny: dict[str, Any]) -> None:
+    text = " ".join(tiny["deviations"])
+    assert "CResDAE: epochs 40 -> 1 (override)" in text
+    assert "NAE: pretrain_steps 2000 -> 3 (override)" in text
+    assert tiny["settings"]["configs"]["cresdae"]["epochs"] == 1
+    assert tiny["settings"]["configs"]["fcls"] == {}
+
+
+def test_report_structure(bench: ModuleType, tiny: dict[str, Any]) -> None:
+    text = bench.render(tiny)
+    header = ("| dataset | VCA+FCLS | LinearAE | NAE | CResDAE | paper LinearAE | paper NAE | "
+              "paper CResDAE |")
+    assert text.count(header) == 4  # aRMSE, mean RMSE, SAD, SID
+    for title, _ in bench.METRICS.values():
+        assert f"## {title}" in text
+    data_rows = [line for line in text.splitlines() if line.startswith("| bilinear_snr30 |")]
+    assert len(data_rows) == 4 + 1  # four metric tables + the acceptance table
+    table_rows = data_rows[:4]
+    for line, paper in zip(table_rows, ("0.3566", "0.3566", "1.0671", "5.4662"), strict=True):
+        cells = [c.strip().strip("*") for c in line.strip("|").split("|")]
+        assert len(cells) == 8
+        assert all(math.isfinite(float(c)) for c in cells[1:])
+        assert cells[5] == paper  # paper LinearAE, 30 dB bilinear (cresdae.md §7)
+    assert text.count("PASS") + text.count("FAIL") >= 2  # per dataset + overall
+    assert "## Protocol differences from the paper" in text
+    assert "Deviation" in text
+    acc = tiny["acceptance"]
+    assert len(acc) == 1 and acc[0]["dataset"] == "bilinear_snr30"
+    assert acc[0]["pass"] == (acc[0]["cresdae"] < min(acc[0]["fcls"], acc[0]["linear_ae"]))
+
+
+def test_unknown_names_are_rejected(bench: ModuleType) -> None:
+    with pytest.raises(ValueError, match="unknown dataset/method"):
+        bench.run(datasets=["urban"], size=(12, 12), methods=["fcls"])
+    with pytest.raises(ValueError, match="unknown setting"):
+        bench.make_config("nae", 0, 1.0, {"no_such_field": 1})
+
+
+def test_epochs_scale(bench: ModuleType) -> None:
+    cfg, notes = bench.make_config("cresdae", 3, 0.1, None)
+    assert (cfg.seed, cfg.epochs, cfg.synth_epochs) == (3, 4, 4)
+    assert any("--epochs-scale 0.1" in n for n in notes)
+    assert bench.make_config("fcls", 0, 0.5, None) == (None, [])
