@@ -67,7 +67,8 @@ def main() -> None:
           f"  ({args.seeds} seeds)")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['scene']} | {r['method']} | {r['bands']} | {r['sad'].mean():.4f} ± {r['sad'].std():.4f} | "
+        print(f"| {r['scene']} | {r['method']} | {r['bands']} | "
+              f"{r['sad'].mean():.4f} ± {r['sad'].std():.4f} | "
               f"{r['armse'].mean():.4f} ± {r['armse'].std():.4f} | "
               f"{r['mrmse'].mean():.4f} ± {r['mrmse'].std():.4f} | {r['seconds']:.1f} |")
 
