@@ -178,7 +178,12 @@ MEMORY_SCRIPT = textwrap.dedent("""
     import json, sys, time
     import dask.array as da
     from affine import Affine
+    import hsu_geo.write.cog as cog
     from hsu_geo.write.cog import write_cog
+
+    # GDAL's block cache is a fixed budget (cog.GDAL_CACHE_MB, 256 MB by default) that fills
+    # with any large write; pin it small so what is measured is whether the array is buffered
+    cog.GDAL_CACHE_MB = 32
 
     def status(key):  # MiB from /proc/self/status
         for line in open("/proc/self/status"):
