@@ -26,7 +26,7 @@ from hsu_geo.scheduler import scheduler
 from hsu_geo.unmix import MODELS
 from hsu_geo.unmix.adapter import apply_unmixer
 from hsu_geo.unmix.base import Unmixer, make_config
-from hsu_geo.unmix.device import resolve_device
+from hsu_geo.unmix.device import device_for, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +249,7 @@ def fit_model(
     config = make_config(model_cls.Config, opts.settings)
     if "seed" in {f.name for f in fields(config)} and "seed" not in opts.settings:
         config = replace(config, seed=opts.seed)
-    device = resolve_device(opts.device)
+    device = device_for(model_cls, opts.device)
     cube, Y = prepared.cube, prepared.sample
     t0 = time.perf_counter()
     say("finding endmembers")
@@ -359,7 +359,7 @@ def run_unmix(
     if loaded is None:
         MODELS.get(opts.model)  # unknown model: fail before any I/O
         make_config(MODELS.get(opts.model).Config, opts.settings)
-        resolve_device(opts.device)
+        device_for(MODELS.get(opts.model), opts.device)
     if opts.save_model:
         from hsu_geo.unmix.deep.base import DeepUnmixer
 

@@ -13,6 +13,7 @@ from hsu_geo.cli.options import (
     configure_logging,
     effective_options,
     is_quiet,
+    model_options,
     scene_options,
 )
 from hsu_geo.errors import ConfigError
@@ -43,25 +44,8 @@ def _summary(record: Mapping[str, Any]) -> list[str]:
               help="Output folder: DIR/<scene_id>/, batch.json, batch.csv, catalog.json.")
 @click.option("--pipeline", "preset", type=click.Path(dir_okay=False), default=None,
               help="YAML preset (pipelines/*.yaml); flags given here override it.")
-@click.option("-m", "--model", default=None, help="Model name (see `hsu-geo models`). "
-              "[default: fcls]")
-@click.option("-k", "k", default=None, metavar="N|auto",
-              help="Number of endmembers to extract, or 'auto' (HySime). [default: auto]")
-@click.option("--extractor", default=None, help="Endmember extractor: vca, nfindr, atgp. "
-              "[default: vca]")
-@click.option("--endmembers", type=click.Path(dir_okay=False), default=None,
-              help="CSV with wavelength_nm + one column per endmember (any grid).")
-@click.option("--library", default=None, metavar="usgs[:NAMES]",
-              help="Bundled USGS splib07 minerals, e.g. usgs:alunite,kaolinite.")
+@model_options
 @scene_options
-@click.option("--device", default=None, help="auto, cpu or cuda[:i]. [default: auto]")
-@click.option("--seed", type=int, default=None, help="Random seed. [default: 0]")
-@click.option("--sample-size", type=click.IntRange(100), default=None,
-              help="Pixels sampled per scene for endmembers / training. [default: 100000]")
-@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
-              help="Model setting (repeatable); see `hsu-geo models`.")
-@click.option("--scheduler", default=None, metavar="local[:N]|ADDRESS",
-              help="dask.distributed LocalCluster or scheduler address; threads by default.")
 @click.option("--distribute", type=click.Choice(["scenes", "chunks"]), default="scenes",
               show_default=True, help="With --scheduler: one task per scene, or scenes one "
               "after another with their chunks spread over the workers.")

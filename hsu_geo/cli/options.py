@@ -41,6 +41,35 @@ keep_opt = click.option("--keep-bands", default=None, metavar="SPEC",
                         help="Keep these bands even if flagged bad (same syntax).")
 
 
+_model_opts = (
+    click.option("-m", "--model", default=None,
+                 help="Model name (see `hsu-geo models`). [default: fcls]"),
+    click.option("-k", "k", default=None, metavar="N|auto",
+                 help="Number of endmembers to extract, or 'auto' (HySime). [default: auto]"),
+    click.option("--extractor", default=None,
+                 help="Endmember extractor: vca, nfindr, atgp. [default: vca]"),
+    click.option("--endmembers", type=click.Path(dir_okay=False), default=None,
+                 help="CSV with wavelength_nm + one column per endmember (any grid)."),
+    click.option("--library", default=None, metavar="usgs[:NAMES]",
+                 help="Bundled USGS splib07 minerals, e.g. usgs:alunite,kaolinite."),
+    click.option("--device", default=None, help="auto, cpu or cuda[:i]. [default: auto]"),
+    click.option("--seed", type=int, default=None, help="Random seed. [default: 0]"),
+    click.option("--sample-size", type=click.IntRange(100), default=None,
+                 help="Pixels sampled per scene for endmembers / training. [default: 100000]"),
+    click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+                 help="Model setting (repeatable); see `hsu-geo models`."),
+    click.option("--scheduler", default=None, metavar="local[:N]|ADDRESS",
+                 help="dask.distributed LocalCluster or scheduler address; threads by default."),
+)
+
+
+def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Model, endmember and execution options shared by ``unmix`` and ``batch``."""
+    for opt in reversed(_model_opts):
+        func = opt(func)
+    return func
+
+
 def scene_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """The options every command that opens a scene takes."""
     for opt in reversed((sensor_opt, wavelengths_opt, chunk_opt, drop_opt, keep_opt)):

@@ -13,6 +13,7 @@ from hsu_geo.cli.options import (
     configure_logging,
     effective_options,
     is_quiet,
+    model_options,
     scene_options,
 )
 from hsu_geo.unmix import MODELS
@@ -63,27 +64,10 @@ class EpochBar:
 
 @click.command()
 @click.argument("scene", type=click.Path())
-@click.option("-m", "--model", default=None, help="Model name (see `hsu-geo models`). "
-              "[default: fcls]")
-@click.option("-k", "k", default=None, metavar="N|auto",
-              help="Number of endmembers to extract, or 'auto' (HySime). [default: auto]")
-@click.option("--extractor", default=None, help="Endmember extractor: vca, nfindr, atgp. "
-              "[default: vca]")
-@click.option("--endmembers", type=click.Path(dir_okay=False), default=None,
-              help="CSV with wavelength_nm + one column per endmember (any grid).")
-@click.option("--library", default=None, metavar="usgs[:NAMES]",
-              help="Bundled USGS splib07 minerals, e.g. usgs:alunite,kaolinite.")
+@model_options
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default=".",
               show_default=True, help="Output directory.")
 @scene_options
-@click.option("--device", default=None, help="auto, cpu or cuda[:i]. [default: auto]")
-@click.option("--seed", type=int, default=None, help="Random seed. [default: 0]")
-@click.option("--sample-size", type=click.IntRange(100), default=None,
-              help="Pixels sampled for endmember extraction / training. [default: 100000]")
-@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
-              help="Model setting (repeatable); see `hsu-geo models`.")
-@click.option("--scheduler", default=None, metavar="local[:N]|ADDRESS",
-              help="dask.distributed LocalCluster or scheduler address; threads by default.")
 @click.option("--save-model", type=click.Path(dir_okay=False), default=None, metavar="PATH",
               help="Write the trained deep model (weights, config, bands, endmember names).")
 @click.option("--load-model", type=click.Path(dir_okay=False), default=None, metavar="PATH",

@@ -26,7 +26,7 @@ class Unmixer(ABC):
 
     Class attributes: ``name`` (registry key), ``description``, ``doi`` (paper), ``input``
     (``"pixels"`` or ``"patches"``), ``halo`` (pixels of spatial context for patch models),
-    ``Config`` (a frozen dataclass with the paper's defaults).
+    ``Config`` (a frozen dataclass with the paper's defaults), ``uses_device`` (torch models).
     """
 
     name: ClassVar[str]
@@ -35,6 +35,8 @@ class Unmixer(ABC):
     input: ClassVar[str] = "pixels"
     halo: ClassVar[int] = 0
     Config: ClassVar[type] = NoConfig
+    #: whether the model computes on a torch device (classical models run in numpy)
+    uses_device: ClassVar[bool] = False
 
     def __init__(self, config: Any = None, device: str = "cpu") -> None:
         self.config = config if config is not None else self.Config()

@@ -9,6 +9,16 @@ from hsu_geo.errors import DeviceError
 _PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
+def device_for(model_cls: type, spec: str = "auto") -> str:
+    """The device a model runs on: resolved for torch models, "cpu" for numpy ones.
+
+    The spec is checked either way; torch is imported only when the model needs it.
+    """
+    if not _PATTERN.match(spec.strip().lower()):
+        raise DeviceError(f"device {spec!r} is not understood; use auto, cpu or cuda[:index]")
+    return resolve_device(spec) if getattr(model_cls, "uses_device", False) else "cpu"
+
+
 def resolve_device(spec: str = "auto") -> str:
     """Return a torch device string: "cpu" or "cuda:i".
 

@@ -86,6 +86,7 @@ class DeepUnmixer(Unmixer):
     by it before the network)."""
 
     Config: ClassVar[type] = DeepConfig
+    uses_device: ClassVar[bool] = True
 
     def __init__(self, config: Any = None, device: str = "cpu") -> None:
         super().__init__(config, device)
