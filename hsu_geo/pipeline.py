@@ -1,7 +1,10 @@
-"""One scene end to end: open -> bad bands -> endmembers -> fit -> apply -> write.
+"""One scene end to end: open -> scan + bad bands -> endmembers -> fit -> apply -> write.
 
-:func:`run_unmix` is what ``hsu-geo unmix`` (and later ``hsu-geo batch``) calls. Every stage is
-timed into the run record; outputs are refused up front if they exist (unless ``overwrite``).
+The stages are separate so ``hsu-geo batch`` reuses them: :func:`prepare_scene` (open, refuse
+existing outputs, one scan for the pixel sample and band statistics, bad bands),
+:func:`fit_model` (endmembers + fitted model), :func:`apply_and_write` (block-wise unmixing and
+every output). :func:`run_unmix` chains them for ``hsu-geo unmix``. Every stage is timed into
+the run record.
 """
 
 from __future__ import annotations

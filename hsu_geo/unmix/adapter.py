@@ -1,4 +1,4 @@
-"""Between cubes and models: pixel sampling, block-wise application, re-wrapping.
+"""Between cubes and models: block-wise application of a fitted model and re-wrapping.
 
 Models see only ``(N, L)`` float32 arrays (pixel samples come from
 :func:`hsu_geo.ingest.scan.scan_cube`); ``apply_unmixer`` maps a fitted model over
