@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import dask
 import numpy as np
 import xarray as xr
 
@@ -99,15 +98,20 @@ def scan_cube(cube: xr.DataArray, n_sample: int, seed: int = 0) -> tuple[np.ndar
     """
     data = cube.data
     total = data.shape[1] * data.shape[2]
-    blocks = data.to_delayed()
-    tasks = []
-    for j in range(blocks.shape[1]):
-        for i in range(blocks.shape[2]):
-            h, w = data.chunks[1][j], data.chunks[2][i]
-            quota = max(1, math.ceil(n_sample * h * w / total))
-            tasks.append(dask.delayed(_scan_block)(blocks[0, j, i], quota,
-                                                   seed * 1_000_003 + j * 10_007 + i))
-    parts = dask.compute(*tasks)
+    n_x = len(data.chunks[2])
+
+    def scan(block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+        j, i = block_info[0]["chunk-location"][1:]
+        quota = max(1, math.ceil(n_sample * block.shape[1] * block.shape[2] / total))
+        out = np.empty((1, 1, 1), dtype=object)
+        out[0, 0, 0] = _scan_block(block, quota, seed * 1_000_003 + j * 10_007 + i)
+        return out
+
+    # map_blocks (not dask.delayed) so each chunk's read fuses with its scan into one task:
+    # a chunk is read, scanned and freed before the next is read, whatever the scene size
+    results = data.map_blocks(scan, dtype=object, chunks=(1, 1, 1),
+                              meta=np.empty((0, 0, 0), object)).compute()
+    parts = [results[0, j, i] for j in range(results.shape[1]) for i in range(n_x)]
     sample = np.concatenate([p[0] for p in parts], axis=0)
     stats = parts[0][1]
     for _, s in parts[1:]:
