@@ -1,8 +1,8 @@
 """Radiometric calibration applied per chunk: raw values -> float32, nodata -> NaN.
 
 ``value = (raw * gain[band] + offset[band]) / scale_factor``, with nodata masked first. A
-:class:`Calibration` is applied inside the window reader (so dask can still push slices down to
-the file read) or, for arrays built otherwise, with :func:`calibrate` (``map_blocks``).
+:class:`Calibration` is applied inside the window reader, so dask can still push slices down to
+the file read.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import dask.array as da
 import numpy as np
 
 
@@ -61,7 +60,3 @@ class Calibration:
             out[:, np.all(block == 0, axis=0)] = np.nan
         return out
 
-
-def calibrate(raw: da.Array, calibration: Calibration) -> da.Array:
-    """Apply ``calibration`` to a band-complete dask array lazily (float32 result)."""
-    return raw.map_blocks(calibration, dtype="float32", meta=np.empty((0, 0, 0), "float32"))

@@ -8,12 +8,11 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import dask
-import dask.array as da
 import numpy as np
 import pytest
 
 from hsu_geo.ingest import rasterio_array as ra
-from hsu_geo.ingest.calibration import Calibration, calibrate
+from hsu_geo.ingest.calibration import Calibration
 from hsu_geo.ingest.rasterio_array import WindowReader, lazy_raster
 from tests.ingest.fakes import ramp, write_geotiff
 
@@ -191,14 +190,3 @@ def test_calibration_nan_nodata_propagates():
     raw = np.array([[[1.0, np.nan]]], dtype="float32")
     out = Calibration.build(1, gain=[2.0], nodata=float("nan"))(raw)
     np.testing.assert_array_equal(out, [[[2.0, np.nan]]])
-
-
-def test_calibrate_dask():
-    raw = da.from_array(np.arange(24, dtype="int16").reshape(2, 3, 4), chunks=(-1, 2, 2))
-    cal = Calibration.build(2, gain=[1.0, 0.5], nodata=0)
-    out = calibrate(raw, cal)
-    assert out.dtype == np.float32 and out.chunks == raw.chunks
-    expected = (np.arange(24).reshape(2, 3, 4) * np.array([1.0, 0.5])[:, None, None])
-    expected = expected.astype("float32")
-    expected[0, 0, 0] = np.nan
-    np.testing.assert_array_equal(out.compute(), expected)
