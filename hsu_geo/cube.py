@@ -140,9 +140,20 @@ def cube_crs(cube: xr.DataArray) -> CRS | None:
     return CRS.from_user_input(crs) if crs is not None else None
 
 
+def take_bands(cube: xr.DataArray, index: Sequence[int] | np.ndarray) -> xr.DataArray:
+    """``cube.isel(band=index)``, with the band selection pushed into the file read when the
+    pixels come straight from a raster file (the other bands are then never read)."""
+    from hsu_geo.ingest.rasterio_array import take_bands as take_array_bands
+
+    out = cube.isel(band=index)
+    if isinstance(cube.data, da.Array):
+        out = out.copy(data=take_array_bands(cube.data, index))
+    return out
+
+
 def valid_mask(cube: xr.DataArray) -> xr.DataArray:
     """Lazy ``(y, x)`` bool mask: True where every good band is finite."""
-    good = cube.isel(band=np.flatnonzero(cube["good_band"].values))
+    good = take_bands(cube, np.flatnonzero(cube["good_band"].values))
     return np.isfinite(good).all("band")
 
 

@@ -33,6 +33,7 @@ import numpy as np
 import rasterio
 from rasterio.errors import RasterioIOError
 
+from hsu_geo.cube import take_bands
 from hsu_geo.errors import EndmemberError, InvalidSceneError, SceneNotFoundError
 from hsu_geo.scoring import ReconstructionScores, match_bands, reconstruction_scores
 from hsu_geo.unmix.metrics import evaluate as score
@@ -357,7 +358,7 @@ def _scene_blocks(scene: Path, record: dict[str, Any], em: Spectra, A: np.ndarra
                             cube["wavelength"].values)
     except EndmemberError as exc:
         raise InvalidSceneError(f"scene {scene} does not hold the run's bands: {exc}") from None
-    cube = cube.isel(band=bands.ref_index)
+    cube = take_bands(cube, bands.ref_index)
     M = em.spectra
     for y0 in range(0, A.shape[1], ROWS_PER_BLOCK):
         y1 = min(y0 + ROWS_PER_BLOCK, A.shape[1])

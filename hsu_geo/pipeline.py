@@ -22,6 +22,7 @@ import numpy as np
 import xarray as xr
 
 from hsu_geo.config import UnmixOptions
+from hsu_geo.cube import take_bands
 from hsu_geo.errors import ConfigError, EndmemberError, InvalidSceneError
 from hsu_geo.ingest import open_scene
 from hsu_geo.ingest.badbands import BadBandConfig, preprocess
@@ -177,7 +178,7 @@ def select_bands(raw: xr.DataArray, wavelength: np.ndarray, source: str) -> xr.D
             f"{wavelength[i]:.2f} nm but the nearest in the scene is {wl[idx[i]]:.2f} nm; "
             "unmix scenes of the same sensor, or refit the model")
     used = set(idx.tolist())
-    cube = raw.isel(band=idx).assign_coords(good_band=("band", np.ones(idx.size, bool)))
+    cube = take_bands(raw, idx).assign_coords(good_band=("band", np.ones(idx.size, bool)))
     cube.attrs = dict(raw.attrs)
     cube.attrs["dropped_bands"] = list(raw.attrs.get("dropped_at_ingest", [])) + [
         {"band": int(b), "wavelength_nm": float(w), "reason": f"not used by the model ({source})"}

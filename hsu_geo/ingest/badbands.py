@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 
-from hsu_geo.cube import valid_mask
+from hsu_geo.cube import take_bands, valid_mask
 from hsu_geo.errors import ConfigError, InvalidSceneError
 from hsu_geo.ingest.scan import BandStats, _scan_block
 
@@ -216,7 +216,7 @@ def drop_bands(cube: xr.DataArray, report: BandReport) -> xr.DataArray:
             f"{cube.attrs.get('product_id', 'scene')}: only {int(keep.sum())} usable bands are "
             f"left after bad-band removal (need >= {MIN_BANDS}); relax it with --keep-bands"
         )
-    out = cube.isel(band=np.flatnonzero(keep))
+    out = take_bands(cube, np.flatnonzero(keep))
     out = out.assign_coords(good_band=("band", np.ones(int(keep.sum()), bool)))
     out.attrs = dict(cube.attrs)
     out.attrs["dropped_bands"] = list(cube.attrs.get("dropped_at_ingest", [])) + report.dropped

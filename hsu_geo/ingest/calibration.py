@@ -15,7 +15,7 @@ import numpy as np
 
 @dataclass(frozen=True, eq=False)
 class Calibration:
-    """Per-band linear calibration of a ``(band, y, x)`` block; picklable for workers.
+    """Per-band linear calibration of raw pixels; picklable for workers.
 
     Attributes:
         gain, offset: float32 arrays of length bands, or None (identity).
@@ -48,15 +48,41 @@ class Calibration:
         return cls(g, o, nodata, zero_is_nodata)
 
     def __call__(self, block: np.ndarray) -> np.ndarray:
-        if self.gain is not None:  # cast and scale in one pass
-            out = np.multiply(block, self.gain[:, None, None], dtype="float32")
-        else:
-            out = block.astype("float32", copy=True)
-        if self.offset is not None:
-            out += self.offset[:, None, None]
-        if self.nodata is not None and not np.isnan(self.nodata):  # NaN nodata propagates
-            out[block == self.nodata] = np.nan
-        if self.zero_is_nodata:
-            out[:, np.all(block == 0, axis=0)] = np.nan
-        return out
+        """Calibrated float32 copy of a raw ``(band, y, x)`` block (any memory layout)."""
+        pixels = block.transpose(1, 2, 0)
+        out = np.empty(pixels.shape, dtype="float32")
+        self.apply_pixels(pixels, out)
+        return out.transpose(2, 0, 1)
 
+    def apply_pixels(self, raw: np.ndarray, out: np.ndarray) -> None:
+        """Write calibrated values of raw ``(rows, cols, band)`` into float32 ``out`` of the
+        same shape; ``out`` may be ``raw`` itself (in place) when raw is float32.
+
+        Works in slabs of rows, so temporaries stay small whatever the block size.
+        """
+        for r0 in range(0, raw.shape[0], SLAB_ROWS):
+            src, dst = raw[r0:r0 + SLAB_ROWS], out[r0:r0 + SLAB_ROWS]
+            nodata = (src == self.nodata if self.nodata is not None
+                      and not np.isnan(self.nodata) else None)  # NaN nodata propagates
+            empty = ~src.any(axis=-1) if self.zero_is_nodata else None
+            if self.gain is not None:  # cast and scale in one pass
+                np.multiply(src, self.gain, out=dst, casting="unsafe")
+            elif dst is not src:
+                dst[...] = src
+            if self.offset is not None:
+                dst += self.offset
+            if nodata is not None:
+                dst[nodata] = np.nan
+            if empty is not None:
+                dst[empty] = np.nan
+
+
+#: rows of a block calibrated at a time (bounds the nodata masks and casts)
+SLAB_ROWS = 32
+
+
+def exact_in_float32(dtype: np.dtype) -> bool:
+    """True when every value of ``dtype`` is exactly a float32 (so GDAL may convert while
+    reading and nodata can still be compared after the conversion)."""
+    dtype = np.dtype(dtype)
+    return dtype == np.float32 or (dtype.kind in "iu" and dtype.itemsize <= 2)

@@ -97,11 +97,17 @@ def _read_detector(delivery: Delivery, files: Gf5Files, name: str) -> Detector:
 
 
 def _radiance_block(dn: np.ndarray, gain: np.ndarray, offset: np.ndarray) -> np.ndarray:
-    """``(bands, rows, cols)`` DN -> float32 radiance; all-zero spectra -> NaN."""
-    out = np.empty(dn.shape, dtype="float32")
-    for b in range(dn.shape[0]):
-        out[b] = dn[b].astype("float64") * gain[b] + offset[b]
-    out[:, ~dn.any(axis=0)] = np.nan
+    """``(bands, rows, cols)`` DN -> float32 radiance; all-zero spectra -> NaN.
+
+    The result keeps the memory layout of ``dn`` (pixel-major for pixel-interleaved files);
+    the float64 products are formed a slab of rows at a time.
+    """
+    out = np.empty_like(dn, dtype="float32")
+    g, o = gain[:, None, None], offset[:, None, None]
+    for r0 in range(0, dn.shape[1], 32):
+        rows = slice(r0, r0 + 32)
+        out[:, rows] = dn[:, rows] * g + o
+    out.transpose(1, 2, 0)[~dn.any(axis=0)] = np.nan
     return out
 
 

@@ -57,37 +57,57 @@ class BandStats:
 
 
 #: rows per slab when accumulating statistics (bounds temporaries to a slab, not a chunk)
-SLAB_ROWS = 64
+SLAB_ROWS = 32
 
 
 def _scan_block(block: np.ndarray, quota: int, seed: int) -> tuple[np.ndarray, BandStats]:
-    """Sample up to ``quota`` pixels of a ``(L, h, w)`` block and accumulate band stats."""
+    """Sample up to ``quota`` pixels of a ``(L, h, w)`` block and accumulate band stats.
+
+    Works on slabs of rows seen pixel-major ``(rows, w, L)`` (a view, contiguous when the
+    reader delivered pixel-major memory); slabs without NaN skip the masking.
+    """
     L, h, w = block.shape
-    flat = block.reshape(L, -1)
-    with np.errstate(invalid="ignore"):
-        minimum = np.fmin.reduce(flat, axis=1).astype("float64")  # NaN only if all NaN
-        maximum = np.fmax.reduce(flat, axis=1).astype("float64")
+    pixels = block.transpose(1, 2, 0)  # (h, w, L)
+    minimum = np.full(L, np.nan)
+    maximum = np.full(L, np.nan)
     count = np.zeros(L, "int64")
     total = np.zeros(L, "float64")
     diff_sq = np.zeros(L, "float64")
     diff_count = np.zeros(L, "int64")
-    anyvalid = np.zeros(h * w, bool)
+    anyvalid = np.zeros((h, w), bool)
     for r0 in range(0, h, SLAB_ROWS):
-        sub = block[:, r0:r0 + SLAB_ROWS, :]
-        finite = np.isfinite(sub)
-        count += finite.sum(axis=(1, 2))
-        filled = np.where(finite, sub, np.float32(0))
-        total += filled.sum(axis=(1, 2), dtype="float64")
-        pair = finite[:, :, 1:] & finite[:, :, :-1]
-        diff = np.where(pair, filled[:, :, 1:] - filled[:, :, :-1], np.float32(0))
-        diff_sq += np.einsum("bij,bij->b", diff, diff, dtype="float64")
-        diff_count += pair.sum(axis=(1, 2))
-        anyvalid[r0 * w:(r0 + sub.shape[1]) * w] = finite.any(axis=0).ravel()
+        sub = pixels[r0:r0 + SLAB_ROWS]
+        sums = sub.sum(axis=(0, 1))  # finite sums <=> no NaN/inf in the slab
+        if np.isfinite(sums).all():
+            lo, hi = sub.min(axis=(0, 1)), sub.max(axis=(0, 1))
+            count += sub.shape[0] * w
+            total += sums
+            diff = sub[:, 1:] - sub[:, :-1]
+            diff_count += sub.shape[0] * (w - 1)
+            anyvalid[r0:r0 + SLAB_ROWS] = True
+        else:
+            finite = np.isfinite(sub)
+            with np.errstate(invalid="ignore"):
+                lo = np.fmin.reduce(sub, axis=(0, 1))  # NaN only if all NaN
+                hi = np.fmax.reduce(sub, axis=(0, 1))
+            count += finite.sum(axis=(0, 1))
+            filled = np.where(finite, sub, np.float32(0))
+            total += filled.sum(axis=(0, 1))
+            pair = finite[:, 1:] & finite[:, :-1]
+            diff = np.where(pair, filled[:, 1:] - filled[:, :-1], np.float32(0))
+            diff_count += pair.sum(axis=(0, 1))
+            anyvalid[r0:r0 + SLAB_ROWS] = finite.any(axis=-1)
+        minimum = np.fmin(minimum, lo)
+        maximum = np.fmax(maximum, hi)
+        # per-slab sums in the data's precision (pairwise summation over <= 16k values),
+        # accumulated across slabs in float64
+        diff_sq += np.einsum("ijb,ijb->b", diff, diff)
     stats = BandStats(count, minimum, maximum, total, diff_sq, diff_count, h * w)
-    pick = np.flatnonzero(anyvalid)
+    pick = np.flatnonzero(anyvalid.ravel())
     if pick.size > quota:
         pick = np.sort(np.random.default_rng(seed).choice(pick, quota, replace=False))
-    return np.ascontiguousarray(flat[:, pick].T), stats
+    rows, cols = np.divmod(pick, w)
+    return np.ascontiguousarray(pixels[rows, cols]), stats
 
 
 def scan_cube(cube: xr.DataArray, n_sample: int, seed: int = 0) -> tuple[np.ndarray, BandStats]:

@@ -20,28 +20,40 @@ from hsu_geo.cube import cube_crs, cube_transform
 from hsu_geo.errors import InvalidSceneError
 from hsu_geo.unmix.base import Unmixer
 
-#: pixels per model call inside a chunk (bounds temporaries to ~batch x bands floats)
-BATCH = 65536
+#: pixels per model call inside a chunk (bounds temporaries to ~batch x bands floats; small
+#: enough that a batch and its reconstruction stay in cache-friendly sizes)
+BATCH = 16384
 
 
 def _unmix_block(arr: np.ndarray, unmixer: Unmixer, k: int) -> np.ndarray:
-    """Kernel: ``arr (h, w, L)`` -> ``(h, w, k + 1)`` = k abundances + reconstruction RMSE."""
-    flat = np.moveaxis(arr, -1, 0).reshape(arr.shape[-1], -1)  # (L, N), a view
-    n = flat.shape[1]
-    out = np.full((k + 1, n), np.nan, dtype="float32")
-    for start in range(0, n, BATCH):
-        Y = flat[:, start:start + BATCH].T  # (b, L) view
+    """Kernel: ``arr (h, w, L)`` -> ``(h, w, k + 1)`` = k abundances + reconstruction RMSE.
+
+    Works on slabs of whole rows, each made pixel-major ``(pixels, L)`` and contiguous (a
+    view when the chunk is already pixel-major, as the window reader delivers it for
+    pixel-interleaved files; one small copy otherwise).
+    """
+    h, w, L = arr.shape
+    out = np.full((h, w, k + 1), np.nan, dtype="float32")
+    rows = max(1, BATCH // max(w, 1))
+    for r0 in range(0, h, rows):
+        Y = np.ascontiguousarray(arr[r0:r0 + rows].reshape(-1, L))
+        res = out[r0:r0 + rows].reshape(-1, k + 1)  # a view of ``out``
         ok = np.isfinite(Y).all(axis=1)
         if not ok.any():
             continue
-        cols = np.arange(start, start + Y.shape[0])
         if not ok.all():
-            Y, cols = Y[ok], cols[ok]
+            Y = Y[ok]
         A = unmixer.abundances(Y)
-        R = Y - unmixer.reconstruct(A)
-        out[:k, cols] = A.T
-        out[k, cols] = np.sqrt(np.einsum("ij,ij->i", R, R) / R.shape[1])
-    return out.reshape(k + 1, *arr.shape[:2]).transpose(1, 2, 0)
+        R = unmixer.reconstruct(A)
+        R = np.subtract(R, Y, out=R if R.flags.writeable and R.dtype == Y.dtype else None)
+        rmse = np.sqrt(np.einsum("ij,ij->i", R, R) / L)
+        if ok.all():
+            res[:, :k] = A
+            res[:, k] = rmse
+        else:
+            res[ok, :k] = A
+            res[ok, k] = rmse
+    return out
 
 
 def apply_unmixer(

@@ -63,3 +63,25 @@ def test_apply_unmixer_recovers_abundances_and_keeps_nodata(scene):
     assert ds.rio.transform() == TRANSFORM
     np.testing.assert_allclose(ds["endmember_spectrum"].values, E, rtol=1e-6)
     np.testing.assert_array_equal(ds["band"].values, cube["band"].values)
+
+
+def test_kernel_gives_the_same_result_for_any_chunk_layout():
+    from hsu_geo.unmix import adapter
+
+    rng = np.random.default_rng(3)
+    M = rng.random((4, 30)).astype("float32")
+    A = rng.dirichlet(np.ones(4), size=(37, 23)).astype("float32")
+    cube = (A @ M + rng.normal(0, 1e-3, (37, 23, 30))).astype("float32")  # (h, w, L)
+    cube[5, 7] = np.nan
+    cube[9, :, 3] = np.nan
+    unmixer = FclsUnmixer()
+    unmixer.fit(cube.reshape(-1, 30), M)
+    pixel_major = adapter._unmix_block(cube, unmixer, 4)
+    band_major = adapter._unmix_block(
+        np.ascontiguousarray(cube.transpose(2, 0, 1)).transpose(1, 2, 0), unmixer, 4)
+    np.testing.assert_array_equal(pixel_major, band_major)
+    assert np.isnan(pixel_major[5, 7]).all() and np.isnan(pixel_major[9]).all()
+    ok = np.isfinite(cube).all(-1)
+    np.testing.assert_allclose(pixel_major[ok][:, :4], A[ok], atol=0.02)
+    resid = cube[ok] - pixel_major[ok][:, :4] @ M
+    np.testing.assert_allclose(pixel_major[ok][:, 4], np.sqrt((resid ** 2).mean(1)), rtol=1e-4)

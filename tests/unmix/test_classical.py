@@ -207,3 +207,21 @@ def test_empty_input_and_bad_options() -> None:
         fcls(np.ones((2, 20)), M, max_iter=-1)
     with pytest.raises(ConfigError):
         nnls(np.ones((2, 20)), M, threads=0)
+
+
+def test_free_set_maps_are_shared_across_calls_and_bounded() -> None:
+    from hsu_geo.unmix.classical import lsq
+
+    rng = np.random.default_rng(5)
+    M = rng.random((5, 40))
+    Y = rng.dirichlet(np.ones(5) * 0.3, 500) @ M + rng.normal(0, 0.01, (500, 40))
+    lsq._MAPS_CACHE.clear()
+    first = fcls(Y, M)
+    assert len(lsq._MAPS_CACHE) == 1
+    maps = next(iter(lsq._MAPS_CACHE.values()))
+    factored = len(maps.cache)
+    np.testing.assert_array_equal(fcls(Y, M), first)  # second call reuses the factorisations
+    assert next(iter(lsq._MAPS_CACHE.values())) is maps and len(maps.cache) == factored
+    for i in range(lsq._MAPS_CACHE_SIZE + 3):
+        fcls(Y[:10], M * (1 + 0.01 * (i + 1)))
+    assert len(lsq._MAPS_CACHE) == lsq._MAPS_CACHE_SIZE

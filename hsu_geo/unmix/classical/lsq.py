@@ -33,6 +33,7 @@ from __future__ import annotations
 import itertools
 import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -276,6 +277,26 @@ class _FreeSetMaps:
         return Haug
 
 
+#: free-set maps of recently used Gram matrices, so block-by-block calls over one scene (same
+#: endmembers every call) factor each free set once instead of once per call
+_MAPS_CACHE: OrderedDict[tuple[bytes, bool], _FreeSetMaps] = OrderedDict()
+_MAPS_CACHE_SIZE = 8
+_MAPS_LOCK = threading.Lock()
+
+
+def _free_set_maps(G: NDArray[np.float64], sum_to_one: bool) -> _FreeSetMaps:
+    """The shared :class:`_FreeSetMaps` of ``G`` (created on first use; LRU of 8)."""
+    key = (np.ascontiguousarray(G).tobytes(), sum_to_one)
+    with _MAPS_LOCK:
+        maps = _MAPS_CACHE.get(key)
+        if maps is None:
+            maps = _MAPS_CACHE[key] = _FreeSetMaps(G.copy(), sum_to_one)
+        _MAPS_CACHE.move_to_end(key)
+        while len(_MAPS_CACHE) > _MAPS_CACHE_SIZE:
+            _MAPS_CACHE.popitem(last=False)
+    return maps
+
+
 def _codes(free: NDArray[np.bool_]) -> NDArray[np.generic]:
     """One sortable code per column of a boolean ``(k, n)`` free-set matrix."""
     k = free.shape[0]
@@ -507,7 +528,7 @@ def _constrained(
         raise ConfigError(f"threads must be >= 1, got {threads}")
     G = _gram(M)
     k, N = G.shape[0], Y.shape[0]
-    maps = _FreeSetMaps(G, sum_to_one)
+    maps = _free_set_maps(G, sum_to_one)
     A = np.empty((N, k), dtype=_out_dtype(Y))
     local = threading.local()
 
