@@ -3,7 +3,8 @@
 Writes a 2000 x 2000 x 300 int16 GeoTIFF (pixel-interleaved, 512 tiles, uncompressed; linear
 mixtures of 8 USGS minerals + noise), then in one run measures:
 
-1. rasterio reading the file block window by block window (all bands), the I/O floor;
+1. rasterio reading the file block window by block window (all bands), the I/O floor, with
+   GDAL's defaults and again with GTIFF_DIRECT_IO=YES (the read option hsu-geo sets);
 2. ``hsu-geo unmix scene.tif -m fcls -k 8`` as a subprocess: wall time and peak RSS;
 3. the same on a scene with 1/4 of the area, to see how peak RSS grows with scene size.
 
@@ -17,6 +18,7 @@ growth <= 25 % for 4 x the area.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -63,10 +65,11 @@ def make_scene(path: Path, size: int, bands: int, seed: int = 0) -> Path:
     return path
 
 
-def read_blocks(path: Path) -> float:
-    """Seconds for rasterio to read every 512 x 512 window, all bands."""
+def read_blocks(path: Path, **gdal_options: str) -> float:
+    """Seconds for rasterio to read every 512 x 512 window, all bands (GDAL defaults, or the
+    given config options)."""
     t0 = time.perf_counter()
-    with rasterio.open(path) as src:
+    with rasterio.Env(**gdal_options), rasterio.open(path) as src:
         for y in range(0, src.height, 512):
             for x in range(0, src.width, 512):
                 src.read(window=Window(x, y, min(512, src.width - x), min(512, src.height - y)))
@@ -102,15 +105,23 @@ def main() -> None:
                           args.bands)
         read_blocks(path)  # warm the page cache
         floor = read_blocks(path)
-        wall, rss = run_unmix(path, args.workdir / f"out_{size}")
-        rows.append((size, path.stat().st_size / 2**30, floor, wall, rss))
-    print(f"| scene | file GiB | rasterio block read s | unmix -m fcls -k 8 s | ratio | "
-          f"peak RSS GiB |  (cpus: {os.cpu_count()})")
-    print("|---|---|---|---|---|---|")
-    for size, gib, floor, wall, rss in rows:
-        print(f"| {size}x{size}x{args.bands} | {gib:.2f} | {floor:.1f} | {wall:.1f} | "
-              f"{wall / floor:.2f} | {rss:.2f} |")
-    growth = rows[0][4] / rows[1][4] - 1
+        direct = read_blocks(path, GTIFF_DIRECT_IO="YES")
+        out = args.workdir / f"out_{size}"
+        wall, rss = run_unmix(path, out)
+        record = json.loads(next(out.glob("*_run.json")).read_text())
+        rows.append((size, path.stat().st_size / 2**30, floor, direct, wall, rss,
+                     record["timings_s"]))
+    print(f"| scene | file GiB | rasterio block read s | same with GTIFF_DIRECT_IO s | "
+          f"unmix -m fcls -k 8 s | ratio | ratio (direct IO) | peak RSS GiB |  "
+          f"(cpus: {os.cpu_count()})")
+    print("|---|---|---|---|---|---|---|---|")
+    for size, gib, floor, direct, wall, rss, _ in rows:
+        print(f"| {size}x{size}x{args.bands} | {gib:.2f} | {floor:.1f} | {direct:.1f} | "
+              f"{wall:.1f} | {wall / floor:.2f} | {wall / direct:.2f} | {rss:.2f} |")
+    for size, *_, timings in rows:
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in timings.items() if v >= 0.05)
+        print(f"stages of the {size} x {size} run (s): {stages}")
+    growth = rows[0][5] / rows[1][5] - 1
     print(f"peak RSS growth for 4x the area: {100 * growth:+.0f} %")
 
 
