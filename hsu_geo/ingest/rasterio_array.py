@@ -138,7 +138,6 @@ class WindowReader:
         squeeze = tuple(ax for ax, idx in enumerate((band_pos, rows, cols)) if np.ndim(idx) == 0)
         return out.squeeze(axis=squeeze) if squeeze else out
 
-
     def _read(self, band_pos: np.ndarray, window: Window) -> np.ndarray:
         """One windowed read of the bands at ``band_pos``: ``(bands, rows, cols)``.
 

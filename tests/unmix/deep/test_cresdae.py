@@ -239,3 +239,25 @@ def test_converges_on_a_synthetic_bilinear_scene():
     assert np.sqrt(np.mean((recon - Y) ** 2)) < 0.05 * Y.max()
     first, last = (model.fit_info["stages"]["finetune"]["loss_history"][i] for i in (0, -1))
     assert last < first
+
+
+def test_synthetic_supervision_is_off_by_default_and_teaches_the_encoder():
+    assert CResDAEConfig().synth_supervision == 0.0 and CResDAEConfig().synth_lr_decoder == 0.0
+    M = endmembers(3, 20)
+    Y = synthesize(M, 200, "linear", None, np.random.default_rng(0))[0]
+    errors = {}
+    for weight in (0.0, 5.0):
+        model = CResDAEUnmixer(tiny_config(
+            CResDAEUnmixer, synth_supervision=weight, synth_mixings=("linear",),
+            synth_snr_db=(30.0,), synth_pixels=512, synth_epochs=40, epochs=0,
+            synth_lr_decoder=1e-4))
+        model.fit(Y, M)
+        stage = model.fit_info["stages"]["synthetic_pretrain"]
+        assert stage["abundance_supervision"] == weight
+        assert stage["learning_rates"]["decoder"] == 1e-4
+        assert ("abundance_error" in stage["final_terms"]) == (weight > 0)
+        A_true = dirichlet_abundances(300, 3, np.random.default_rng(1))
+        errors[weight] = float(np.sqrt(((model.abundances(A_true @ M) - A_true) ** 2).mean()))
+    assert errors[5.0] < errors[0.0]
+    with pytest.raises(ConfigError, match="synth_supervision"):
+        CResDAEConfig(synth_supervision=-1.0)
