@@ -1,4 +1,6 @@
-"""NAE (M. Wang et al., IEEE GRSL 2019): nonlinear deep autoencoder, baselines.md §D3.
+"""NAE (M. Wang, M. Zhao, J. Chen, S. Rahardja, "Nonlinear unmixing of hyperspectral data via
+deep autoencoder networks", IEEE GRSL 16(9):1467-1471, 2019, doi 10.1109/LGRS.2019.2900733, as
+cited in the seed papers): nonlinear deep autoencoder, baselines.md §D3.
 
 Encoder B → 128 → 64 → 16 → k (LeakyReLU 0.1), abundances ``|z| / Σ|z|``; decoder = linear
 part (k → B, no bias, VCA-initialised, its weights are the endmembers) followed by the
