@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 from rasterio.errors import RasterioIOError
 
 from hsu_geo.cube import take_bands
 from hsu_geo.errors import EndmemberError, InvalidSceneError, SceneNotFoundError
+from hsu_geo.ingest.rasterio_array import open_quietly
 from hsu_geo.scoring import ReconstructionScores, match_bands, reconstruction_scores
 from hsu_geo.unmix.metrics import evaluate as score
 from hsu_geo.write import tables
@@ -245,7 +245,7 @@ def read_spectra(path: Path) -> Spectra:
 def read_raster(path: Path, what: str) -> Raster:
     """All bands of a GeoTIFF as float64 ``(count, rows, cols)``; nodata -> NaN."""
     try:
-        with rasterio.open(path) as src:
+        with open_quietly(str(path)) as src:  # a truth grid may carry no georeferencing
             data = src.read(masked=True).astype("float64").filled(np.nan)
             return Raster(data, tuple(src.descriptions), src.crs, src.transform, path)
     except RasterioIOError as exc:
@@ -271,7 +271,8 @@ def check_same_grid(est: Raster, ref: Raster) -> None:
     if est.data.shape[1:] != ref.data.shape[1:]:
         raise InvalidSceneError(
             f"grids differ: {est.path.name} is {est.data.shape[1]}x{est.data.shape[2]} pixels, "
-            f"truth {ref.path.name} is {ref.data.shape[1]}x{ref.data.shape[2]}"
+            f"truth {ref.path.name} is {ref.data.shape[1]}x{ref.data.shape[2]}; the truth must be "
+            "on the output grid (RPC and rotated scenes are written orthorectified/north-up)"
         )
     if est.crs is None or ref.crs is None:
         return
