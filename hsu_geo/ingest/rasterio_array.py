@@ -152,8 +152,8 @@ class WindowReader:
         pixel_major = _is_pixel_interleaved(ds)
         cal = None if self.calibration is None else _subset_calibration(self.calibration,
                                                                          band_pos)
-        raw_dtype = np.dtype(ds.dtypes[bands[0] - 1])
-        read_dtype = self.dtype if cal is None or exact_in_float32(raw_dtype) else raw_dtype
+        read_dtype = (self.dtype if cal is None or exact_in_float32(self.raw_dtype)
+                      else self.raw_dtype)
         if pixel_major:
             buf = np.empty((h, w, len(bands)), read_dtype)
             with _read_lock(self.path):
@@ -261,15 +261,9 @@ def lazy_raster(
     return _as_dask(reader, cy, cx)
 
 
-#: dask array name -> (its reader, chunk rows, chunk cols), for :func:`take_bands`
-_READERS: weakref.WeakValueDictionary[str, _ReaderChunks] = weakref.WeakValueDictionary()
-
-
-class _ReaderChunks:
-    """What :func:`take_bands` needs to rebuild an array on a band subset."""
-
-    def __init__(self, reader: WindowReader, cy: int, cx: int) -> None:
-        self.reader, self.cy, self.cx = reader, cy, cx
+#: dask array name -> the reader behind it, for :func:`take_bands` (the graph holds the reader,
+#: so an entry lives exactly as long as some array that reads through it)
+_READERS: weakref.WeakValueDictionary[str, WindowReader] = weakref.WeakValueDictionary()
 
 
 def _as_dask(reader: WindowReader, cy: int, cx: int) -> da.Array:
@@ -280,9 +274,7 @@ def _as_dask(reader: WindowReader, cy: int, cx: int) -> da.Array:
         reader, chunks=(-1, cy, cx), name=name, lock=False, asarray=True,
         meta=np.empty((0, 0, 0), reader.dtype),
     )
-    info = _ReaderChunks(reader, cy, cx)
-    reader._chunk_info = info  # keeps the registry entry alive as long as the reader lives
-    _READERS[arr.name] = info
+    _READERS[arr.name] = reader
     return arr
 
 
@@ -294,14 +286,13 @@ def take_bands(arr: da.Array, index: Sequence[int] | np.ndarray) -> da.Array:
     dask. ``index``: 0-based band positions, any order.
     """
     index = np.asarray(index, dtype=int)
-    info = _READERS.get(arr.name)
-    if info is None or len(arr.chunks[0]) != 1:
+    r = _READERS.get(arr.name)
+    if r is None or len(arr.chunks[0]) != 1:
         return arr[index]
-    r = info.reader
     cal = None if r.calibration is None else _subset_calibration(r.calibration, index)
     sub = WindowReader(r.path, [r.bands[i] for i in index], r.shape[1:], r.raw_dtype.name,
                        cal)
-    return _as_dask(sub, info.cy, info.cx)
+    return _as_dask(sub, arr.chunks[1][0], arr.chunks[2][0])
 
 
 def _align(chunk: int, block: int, full: int) -> int:

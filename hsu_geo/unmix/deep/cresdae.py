@@ -173,11 +173,13 @@ class CResDAEUnmixer(DeepUnmixer):
         return CResDAENet(n_bands, k, self.config)
 
     # ---- pieces -------------------------------------------------------------------------
-    def loss(self, net: CResDAENet, x: torch.Tensor
+    def loss(self, net: CResDAENet, x: torch.Tensor, a: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Composite loss (cresdae.md §4) and its terms."""
+        """Composite loss (cresdae.md §4) and its terms; ``a`` = ``net.encode(x)`` when the
+        caller already has it."""
         cfg = self.config
-        a = net.encode(x)
+        if a is None:
+            a = net.encode(x)
         x_hat = net.decode(a)
         terms = {"mse": mse_sum(x_hat, x), "sam": spectral_angle(x_hat, x),
                  "uniform": uniformity(a, cfg.uniform_mode), "entropy": entropy(a),
@@ -236,9 +238,10 @@ class CResDAEUnmixer(DeepUnmixer):
 
         def loss(zb: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
             x, a_true = zb[:, :n_bands], zb[:, n_bands:]
-            total, terms = self.loss(net, x)
+            a = net.encode(x)
+            total, terms = self.loss(net, x, a)
             if weight > 0:
-                err = ((net.encode(x) - a_true) ** 2).sum(dim=1).mean()
+                err = ((a - a_true) ** 2).sum(dim=1).mean()
                 terms["abundance_error"] = err.detach()
                 total = total + weight * err
             return total, terms
