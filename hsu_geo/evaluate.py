@@ -17,6 +17,14 @@ and on the output grid, RMSE_rec, PSNR (MAX = the scene's maximum on the kept ba
 are computed from ``Y_hat = A · M`` on the kept bands, block by block. That is the linear
 reconstruction; a model with a nonlinear decoder reconstructs differently, which is why the
 model's own value from ``S_M_rmse.tif`` (``sqrt(mean(rmse_px²))``) is reported as well.
+
+Abundance convention (``abundance_convention``, :data:`~hsu_geo.scoring.ABUNDANCE_CONVENTIONS`):
+``physical`` scores the abundance raster as written. ``reference`` and ``fcls`` re-derive the
+abundances from the run's estimated endmembers (its CSV, on the kept bands) and the scene the
+run read, with the rule a reference set was made by (Samson / Jasper Ridge: NNLS on
+max-normalised endmembers, then per-pixel sum normalisation; Moffett: FCLS), and score those,
+so an abundance RMSE against such a reference measures the endmembers rather than the
+difference of conventions. Endmember SAD/SID and the matching do not depend on the convention.
 """
 
 from __future__ import annotations
@@ -33,9 +41,15 @@ import numpy as np
 from rasterio.errors import RasterioIOError
 
 from hsu_geo.cube import take_bands
-from hsu_geo.errors import EndmemberError, InvalidSceneError, SceneNotFoundError
+from hsu_geo.errors import ConfigError, EndmemberError, InvalidSceneError, SceneNotFoundError
 from hsu_geo.ingest.rasterio_array import open_quietly
-from hsu_geo.scoring import ReconstructionScores, match_bands, reconstruction_scores
+from hsu_geo.scoring import (
+    ABUNDANCE_CONVENTIONS,
+    ReconstructionScores,
+    convention_abundances,
+    match_bands,
+    reconstruction_scores,
+)
 from hsu_geo.unmix.metrics import evaluate as score
 from hsu_geo.write import tables
 
@@ -116,6 +130,7 @@ class Evaluation:
     reconstruction_scene: str | None = None
     model_recon_rmse: float | None = None
     notes: list[str] = field(default_factory=list)
+    abundance_convention: str = "physical"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (non-finite numbers, e.g. the PSNR of a perfect fit, become None)."""
@@ -137,6 +152,9 @@ class Evaluation:
             "mean_sid": _num(self.mean_sid), "mean_rmse": _num(self.mean_rmse),
             "armse": _num(self.armse), "reconstruction": rec,
             "model_recon_rmse": _num(self.model_recon_rmse), "notes": list(self.notes),
+            "abundance_convention": {
+                "name": self.abundance_convention,
+                "definition": ABUNDANCE_CONVENTIONS[self.abundance_convention]},
         }
 
 
@@ -343,31 +361,51 @@ def locate_scene(record: dict[str, Any], scene: str | os.PathLike[str] | None) -
     return found
 
 
-def _scene_blocks(scene: Path, record: dict[str, Any], em: Spectra, A: np.ndarray
-                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """``(Y, A·M)`` pixel blocks ``(n, L)`` on the run's kept bands; ``A (k, rows, cols)``."""
+def _scene_rows(scene: Path, record: dict[str, Any], em: Spectra, shape: tuple[int, int]
+                ) -> Iterator[tuple[int, int, np.ndarray]]:
+    """``(y0, y1, Y)`` row blocks of the scene on the run's kept bands, ``Y ((y1-y0)·cols, L)``
+    float64 in raster order; the scene must be ``shape`` = (rows, cols) pixels."""
     from hsu_geo.ingest import open_scene
 
     options = record.get("config", {}).get("options", {})
     cube = open_scene(scene, sensor=_extra(record).get("reader") or "auto",
                       wavelengths=options.get("wavelengths"))
-    if (cube.sizes["y"], cube.sizes["x"]) != A.shape[1:]:
+    if (cube.sizes["y"], cube.sizes["x"]) != tuple(shape):
         raise InvalidSceneError(f"scene {scene} is {cube.sizes['y']}x{cube.sizes['x']} pixels "
-                                f"but the abundances are {A.shape[1]}x{A.shape[2]}")
+                                f"but the abundances are {shape[0]}x{shape[1]}")
     try:
         bands = match_bands(em.band, em.wavelength_nm, cube["band"].values,
                             cube["wavelength"].values)
     except EndmemberError as exc:
         raise InvalidSceneError(f"scene {scene} does not hold the run's bands: {exc}") from None
     cube = take_bands(cube, bands.ref_index)
-    M = em.spectra
-    for y0 in range(0, A.shape[1], ROWS_PER_BLOCK):
-        y1 = min(y0 + ROWS_PER_BLOCK, A.shape[1])
+    for y0 in range(0, shape[0], ROWS_PER_BLOCK):
+        y1 = min(y0 + ROWS_PER_BLOCK, shape[0])
         Y = np.asarray(cube.isel(y=slice(y0, y1)).values, "float64")
-        Y = Y.reshape(Y.shape[0], -1).T
+        yield y0, y1, Y.reshape(Y.shape[0], -1).T
+
+
+def _scene_blocks(scene: Path, record: dict[str, Any], em: Spectra, A: np.ndarray
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(Y, A·M)`` pixel blocks ``(n, L)`` on the run's kept bands; ``A (k, rows, cols)``."""
+    M = em.spectra
+    for y0, y1, Y in _scene_rows(scene, record, em, A.shape[1:]):
         Ab = A[:, y0:y1].reshape(A.shape[0], -1).T
         ok = np.isfinite(Y).all(axis=1) & np.isfinite(Ab).all(axis=1)
         yield Y[ok], Ab[ok] @ M
+
+
+def convention_maps(scene: Path, record: dict[str, Any], em: Spectra, shape: tuple[int, int],
+                    convention: str) -> np.ndarray:
+    """Abundances ``(k, rows, cols)`` re-derived from the run's endmembers ``em`` and the scene
+    under ``convention`` (:func:`~hsu_geo.scoring.convention_abundances`); NaN where a pixel is
+    not finite or has no solution under the convention."""
+    k = em.spectra.shape[0]
+    out = np.full((k, *shape), np.nan)
+    for y0, y1, Y in _scene_rows(scene, record, em, shape):
+        A = convention_abundances(Y, em.spectra, convention)
+        out[:, y0:y1] = A.T.reshape(k, y1 - y0, shape[1])
+    return out
 
 
 def _scene_on_output_grid(record: dict[str, Any]) -> bool:
@@ -389,8 +427,12 @@ def model_rmse(path: Path | None) -> float | None:
 
 
 def evaluate_run(run: RunFiles, truth: TruthFiles, *, scene: str | os.PathLike[str] | None = None,
-                 reconstruct: bool = True) -> Evaluation:
+                 reconstruct: bool = True, abundance_convention: str = "physical"
+                 ) -> Evaluation:
     """Score one run against ``truth`` (see the module doc for the method)."""
+    if abundance_convention not in ABUNDANCE_CONVENTIONS:
+        raise ConfigError(f"abundance convention {abundance_convention!r}: choose one of "
+                          f"{', '.join(ABUNDANCE_CONVENTIONS)}")
     est_em = read_spectra(run.endmembers)
     ref_em = read_spectra(truth.endmembers)
     est = read_raster(run.abundance, "abundance")
@@ -402,17 +444,20 @@ def evaluate_run(run: RunFiles, truth: TruthFiles, *, scene: str | os.PathLike[s
     bands = match_bands(est_em.band, est_em.wavelength_nm, ref_em.band, ref_em.wavelength_nm)
     M_ref = ref_em.spectra[:, bands.ref_index]
     A_ref = _ordered_truth(ref, ref_em.names)
-    ok = np.isfinite(est.data).all(axis=0) & np.isfinite(A_ref).all(axis=0)
+    record = read_run_record(run.run_json)
+    notes: list[str] = []
+    A_est = est.data
+    if abundance_convention != "physical":
+        A_est = _rederived(run, record, scene, est_em, est.data, abundance_convention, notes)
+    ok = np.isfinite(A_est).all(axis=0) & np.isfinite(A_ref).all(axis=0)
     if not ok.any():
         raise InvalidSceneError(f"no pixel has finite abundances in both {run.abundance.name} "
                                 f"and {truth.abundance.name}")
-    s = score(M_ref, est_em.spectra, A_ref[:, ok].T, est.data[:, ok].T)
+    s = score(M_ref, est_em.spectra, A_ref[:, ok].T, A_est[:, ok].T)
     rmse = np.asarray(s.rmse, float)
     rows = [EndmemberScore(name, est_em.names[int(j)], int(j) + 1, float(s.sad[i]),
                            float(s.sid[i]), float(rmse[i]))
             for i, (name, j) in enumerate(zip(ref_em.names, s.perm, strict=True))]
-    record = read_run_record(run.run_json)
-    notes: list[str] = []
     recon = recon_scene = None
     if reconstruct:
         path = locate_scene(record, scene)
@@ -434,13 +479,39 @@ def evaluate_run(run: RunFiles, truth: TruthFiles, *, scene: str | os.PathLike[s
         armse=float(s.armse or 0.0),
         reconstruction=recon, reconstruction_scene=recon_scene,
         model_recon_rmse=model_rmse(run.rmse), notes=notes,
+        abundance_convention=abundance_convention,
     )
+
+
+def _rederived(run: RunFiles, record: dict[str, Any], scene: str | os.PathLike[str] | None,
+               em: Spectra, written: np.ndarray, convention: str, notes: list[str]
+               ) -> np.ndarray:
+    """The run's abundances re-derived under ``convention`` (NaN where the written raster is
+    NaN too, so both conventions score the same pixels unless the rule has no solution)."""
+    path = locate_scene(record, scene)
+    if path is None:
+        raise SceneNotFoundError(
+            f"--abundance-convention {convention} re-derives the abundances from the scene the "
+            f"run {run.run_id} read, which was not found (run.json extra.scene / inputs); pass "
+            "--scene")
+    if not _scene_on_output_grid(record):
+        raise InvalidSceneError(f"the run {run.run_id} warped the scene to a new grid; "
+                                f"--abundance-convention {convention} needs it on the output grid")
+    A = convention_maps(path, record, em, written.shape[1:], convention)
+    A[:, ~np.isfinite(written).all(axis=0)] = np.nan
+    lost = int((np.isfinite(written).all(axis=0) & ~np.isfinite(A).all(axis=0)).sum())
+    if lost:
+        notes.append(f"{lost} pixel(s) have no abundances under the {convention} convention "
+                     "(all-zero NNLS solution or non-finite spectrum) and are not scored")
+    notes.append(f"abundances re-derived under the {convention} convention from {path}")
+    return A
 
 
 def evaluate_folder(output_dir: str | os.PathLike[str], *, truth: str | None = None,
                     truth_abundance: str | None = None, truth_endmembers: str | None = None,
                     run: str | None = None, scene: str | None = None,
-                    reconstruct: bool = True) -> list[Evaluation]:
+                    reconstruct: bool = True, abundance_convention: str = "physical"
+                    ) -> list[Evaluation]:
     """Evaluate every run (or ``run``) of ``output_dir`` against a truth folder ``truth`` or
     the explicit pair ``truth_abundance`` + ``truth_endmembers``."""
     explicit = truth_abundance is not None or truth_endmembers is not None
@@ -457,5 +528,6 @@ def evaluate_folder(output_dir: str | os.PathLike[str], *, truth: str | None = N
     results = []
     for r in find_runs(output_dir, run):
         t = fixed or find_truth(str(truth), read_run_record(r.run_json).get("scene_id"))
-        results.append(evaluate_run(r, t, scene=scene, reconstruct=reconstruct))
+        results.append(evaluate_run(r, t, scene=scene, reconstruct=reconstruct,
+                                    abundance_convention=abundance_convention))
     return results

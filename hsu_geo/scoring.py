@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from hsu_geo.errors import EndmemberError, InvalidSceneError
+from hsu_geo.errors import ConfigError, EndmemberError, InvalidSceneError
 from hsu_geo.unmix.metrics import UnmixingScores, evaluate, recon_re, recon_rmse
 from hsu_geo.write.tables import read_endmember_csv
 
@@ -136,3 +136,52 @@ def reconstruction_scores(blocks: Iterable[tuple[np.ndarray, np.ndarray]],
     top = peak if max_value is None else float(max_value)
     psnr = float("inf") if mse == 0 else float(10 * np.log10(top**2 / mse))
     return ReconstructionScores(float(np.sqrt(mse)), psnr, angle_sum / n, top, n, bands)
+
+
+# --------------------------------------------------------------------------------------------
+# Abundance conventions
+
+#: abundance convention -> its definition (``hsu-geo evaluate --abundance-convention``)
+ABUNDANCE_CONVENTIONS: dict[str, str] = {
+    "physical": "abundances as written by the run (the model's own estimate), no re-derivation",
+    "reference": "re-derived from the run's estimated endmembers M (k, L) and the scene Y on "
+                 "the run's kept bands: a = NNLS(y; M_r / max_b M_rb for every endmember r), "
+                 "then a / sum(a) per pixel (pixels whose NNLS solution is all zero are "
+                 "excluded); the rule of the Samson and Jasper Ridge reference abundances",
+    "fcls": "re-derived from the run's estimated endmembers M (k, L) and the scene Y on the "
+            "run's kept bands: a = FCLS(y; M) (a >= 0, sum(a) = 1), endmembers as written; the "
+            "rule of the Moffett reference abundances",
+}
+
+
+def convention_abundances(Y: np.ndarray, M: np.ndarray, convention: str) -> np.ndarray:
+    """Abundances ``(N, k)`` of pixels ``Y (N, L)`` for endmembers ``M (k, L)`` under an
+    abundance ``convention`` of :data:`ABUNDANCE_CONVENTIONS` other than ``physical``.
+
+    ``reference``: NNLS on the endmembers each divided by its maximum, then each pixel divided
+    by its sum; a pixel whose NNLS solution is all zero (e.g. a zero or negative spectrum) gets
+    NaN. ``fcls``: FCLS on ``M`` as given. Non-finite pixels give NaN rows.
+    """
+    from hsu_geo.unmix.classical import fcls, nnls
+
+    if convention not in ABUNDANCE_CONVENTIONS or convention == "physical":
+        other = ", ".join(c for c in ABUNDANCE_CONVENTIONS if c != "physical")
+        raise ConfigError(f"abundance convention {convention!r}: re-derivation needs one of "
+                          f"{other}")
+    Y = np.asarray(Y, dtype=np.float64)
+    M = np.asarray(M, dtype=np.float64)
+    A = np.full((Y.shape[0], M.shape[0]), np.nan)
+    ok = np.isfinite(Y).all(axis=1)
+    if not ok.any():
+        return A
+    if convention == "fcls":
+        A[ok] = fcls(Y[ok], M)
+        return A
+    peak = M.max(axis=1, keepdims=True)
+    if not (np.isfinite(peak).all() and np.all(peak > 0)):
+        raise EndmemberError("the reference convention divides each endmember by its maximum; "
+                             "an estimated endmember has no positive value")
+    raw = np.asarray(nnls(Y[ok], M / peak), dtype=np.float64)
+    total = raw.sum(axis=1, keepdims=True)
+    A[ok] = np.where(total > 0, raw / np.where(total > 0, total, 1.0), np.nan)
+    return A

@@ -66,7 +66,7 @@ def test_overrides_are_reported_as_deviations(tiny: dict[str, Any]) -> None:
     assert "CResDAE: epochs 40 -> 1 (override)" in text
     assert "NAE: pretrain_steps 2000 -> 3 (override)" in text
     assert tiny["settings"]["configs"]["cresdae"]["epochs"] == 1
-    assert tiny["settings"]["configs"]["fcls"] == {}
+    assert tiny["settings"]["configs"]["fcls"] == {"brightness": "auto"}  # the default
 
 
 def test_report_structure(bench: ModuleType, tiny: dict[str, Any]) -> None:
@@ -103,4 +103,5 @@ def test_epochs_scale(bench: ModuleType) -> None:
     cfg, notes = bench.make_config("cresdae", 3, 0.1, None)
     assert (cfg.seed, cfg.epochs, cfg.synth_epochs) == (3, 4, 4)
     assert any("--epochs-scale 0.1" in n for n in notes)
-    assert bench.make_config("fcls", 0, 0.5, None) == (None, [])
+    fcls_cfg, fcls_notes = bench.make_config("fcls", 0, 0.5, None)  # no epochs to scale
+    assert fcls_notes == [] and fcls_cfg.brightness == "auto"

@@ -32,7 +32,8 @@ def format_report(ev: Evaluation) -> str:
     lines.append(f"{'mean':<36}{_fmt(ev.mean_sad_rad):>9}"
                  f"{_fmt(math.degrees(ev.mean_sad_rad), 2):>9}{_fmt(ev.mean_sid):>9}"
                  f"{_fmt(ev.mean_rmse):>9}")
-    lines.append(f"abundance aRMSE (all endmembers): {_fmt(ev.armse)}")
+    lines.append(f"abundance aRMSE (all endmembers): {_fmt(ev.armse)}  "
+                 f"[{ev.abundance_convention} convention]")
     r = ev.reconstruction
     if r is not None:
         lines.append(f"reconstruction A·M on {ev.reconstruction_scene}: RMSE {_fmt(r.rmse, 5)}, "
@@ -56,31 +57,45 @@ def format_report(ev: Evaluation) -> str:
 @click.option("--scene", default=None, type=click.Path(),
               help="Scene for the reconstruction metrics. [default: from S_M_run.json]")
 @click.option("--no-scene", is_flag=True, help="Skip the reconstruction from the scene.")
+@click.option("--abundance-convention", type=click.Choice(["physical", "reference", "fcls"]),
+              default="physical", show_default=True,
+              help="Which abundances are scored. physical: the abundance raster as written. "
+                   "reference: re-derived from the run's estimated endmembers M and the scene "
+                   "on the kept bands as NNLS on M with each endmember divided by its maximum, "
+                   "then each pixel divided by its sum (the rule the Samson and Jasper Ridge "
+                   "reference abundances follow). fcls: re-derived as FCLS on M as written "
+                   "(the rule of the Moffett reference). reference/fcls need the scene; SAD "
+                   "and SID do not depend on the convention.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @common_options
 @click.pass_context
 def evaluate(ctx: click.Context, output_dir: str, truth: str | None,
              truth_abundance: str | None, truth_endmembers: str | None, run: str | None,
-             scene: str | None, no_scene: bool, as_json: bool) -> None:
+             scene: str | None, no_scene: bool, abundance_convention: str,
+             as_json: bool) -> None:
     """Score the unmix outputs in OUTPUT_DIR against known abundances and endmembers.
 
     \b
     Endmembers are matched by the Hungarian assignment on the SAD matrix over the bands the
     run kept; reports SAD (rad), SID, abundance RMSE per endmember, mean RMSE and aRMSE, and
     the reconstruction RMSE, PSNR and RE of A·M against the scene the run read.
+    Abundance RMSE depends on the abundance convention (--abundance-convention); the JSON
+    output states the convention and its definition.
 
     \b
     Examples:
       hsu-geo evaluate out/ --truth bench/linear_snr30
       hsu-geo evaluate out/ --truth bench/linear_snr30/truth --run scene_fcls --json
       hsu-geo evaluate out/ --truth-abundance a.tif --truth-endmembers e.csv
+      hsu-geo evaluate out/ --truth samson_truth/ --abundance-convention reference
     """
     from hsu_geo.evaluate import evaluate_folder
 
     configure_logging(ctx)
     results = evaluate_folder(output_dir, truth=truth, truth_abundance=truth_abundance,
                               truth_endmembers=truth_endmembers, run=run, scene=scene,
-                              reconstruct=not no_scene)
+                              reconstruct=not no_scene,
+                              abundance_convention=abundance_convention)
     if as_json:
         click.echo(json.dumps({"runs": [r.to_dict() for r in results]}, indent=2,
                               ensure_ascii=False, allow_nan=False))

@@ -6,10 +6,12 @@ import json
 from typing import Any
 
 import click
+import numpy as np
 import xarray as xr
 
 from hsu_geo.cli.options import common_options, configure_logging, scene_options
 from hsu_geo.cube import cube_crs, cube_transform
+from hsu_geo.errors import EndmemberError
 from hsu_geo.ingest import open_scene
 from hsu_geo.ingest.badbands import BadBandConfig, BandReport, preprocess
 
@@ -43,6 +45,35 @@ def describe(raw: xr.DataArray, kept: xr.DataArray, report: BandReport) -> dict[
     }
 
 
+def k_estimate_record(raw: xr.DataArray, config: BadBandConfig, sample_size: int = 100_000,
+                      seed: int = 0) -> tuple[xr.DataArray, BandReport, dict[str, Any]]:
+    """What ``-k auto`` would use: one scan as ``hsu-geo unmix`` does it (pixel sample and
+    full-scene band statistics), the same bad bands, then
+    :func:`hsu_geo.endmembers.count.estimate_count`. Returns ``(kept cube, report, record)``;
+    with too few valid pixels the record holds ``k: None`` and the reason."""
+    from hsu_geo.endmembers.count import estimate_count
+    from hsu_geo.ingest.scan import scan_cube, valid_rows
+
+    sample, stats = scan_cube(raw, sample_size, seed=seed)
+    kept, report = preprocess(raw, config, stats)
+    Y = valid_rows(sample[:, np.searchsorted(raw["band"].values, kept["band"].values)])
+    try:
+        rec = estimate_count(Y).to_dict()
+    except EndmemberError as exc:
+        rec = {"k": None, "error": str(exc), "n_pixels": int(Y.shape[0]),
+               "n_bands": int(Y.shape[1])}
+    return kept, report, rec
+
+
+def _print_k(est: dict[str, Any]) -> None:
+    if est.get("k") is None:
+        click.echo(f"Endmembers   -k auto cannot estimate: {est['error']}")
+        return
+    click.echo(f"Endmembers   {est['k']} (-k auto: {est['k_significant']} components above the "
+               f"noise, the first {est['k']} leave <= {100 * est['tau']:g} % of the signal "
+               f"unexplained; HySime would say {est['hysime_k']})")
+
+
 def _print_text(rec: dict[str, Any]) -> None:
     click.echo(f"Scene        {rec['product_id']}  ({rec['reader']} reader, {rec['sensor']})")
     b, r, c = rec["shape"]
@@ -69,22 +100,36 @@ def _print_text(rec: dict[str, Any]) -> None:
 @click.argument("scene", type=click.Path())
 @scene_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--estimate-k", is_flag=True,
+              help="Also estimate the number of endmembers (what -k auto would use); reads "
+                   "the whole scene once.")
 @common_options
 @click.pass_context
 def info(ctx: click.Context, scene: str, sensor: str, wavelengths: str | None, chunk_size: int,
-         drop_bands: str | None, keep_bands: str | None, as_json: bool) -> None:
+         drop_bands: str | None, keep_bands: str | None, as_json: bool,
+         estimate_k: bool) -> None:
     """Describe SCENE: reader, size, georeferencing, calibration, kept and dropped bands.
 
     \b
     Examples:
       hsu-geo info sample_data/gf5/GF5B_AHSI_..._L10000252104
       hsu-geo info scene.tif --json
+      hsu-geo info scene.tif --estimate-k
     """
     configure_logging(ctx)
     raw = open_scene(scene, sensor=sensor, chunks=chunk_size, wavelengths=wavelengths)
-    kept, report = preprocess(raw, BadBandConfig(drop=drop_bands, keep=keep_bands))
+    config = BadBandConfig(drop=drop_bands, keep=keep_bands)
+    est = None
+    if estimate_k:
+        kept, report, est = k_estimate_record(raw, config)
+    else:
+        kept, report = preprocess(raw, config)
     rec = describe(raw, kept, report)
+    if est is not None:
+        rec["k_estimate"] = est
     if as_json:
         click.echo(json.dumps(rec, indent=2))
     else:
         _print_text(rec)
+        if est is not None:
+            _print_k(est)

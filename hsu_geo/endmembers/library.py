@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import functools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +24,7 @@ import numpy as np
 from spectral import BandResampler
 
 from hsu_geo.errors import EndmemberError
+from hsu_geo.safe_io import ENDMEMBER_LIMIT, read_small_text
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 USGS_INDEX = "usgs_minerals_index.csv"
@@ -153,12 +154,11 @@ def read_endmember_csv(path: str | Path) -> SpectralLibrary:
             non-monotonic or repeated wavelengths, or no endmember column.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise EndmemberError(f"endmember file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EndmemberError(f"cannot read endmember file {path}: {exc}") from None
+    if not path.exists():
+        raise EndmemberError(f"endmember file not found: {path}")
+    # a regular file of at most ENDMEMBER_LIMIT (64 MiB), never a FIFO or /dev/zero
+    text = read_small_text(path, ENDMEMBER_LIMIT, "endmember file (--endmembers)",
+                           EndmemberError)
     numbered = [(no, ln) for no, ln in enumerate(text.splitlines(), start=1) if ln.strip()]
     if not numbered:
         raise EndmemberError(f"endmember file {path} is empty")
@@ -402,23 +402,46 @@ def coverage_mask(lib: SpectralLibrary, wavelength_nm: Sequence[float] | np.ndar
         len(lib), wl.size)
 
 
+def _band_runs(mask: np.ndarray, wl: np.ndarray, order: np.ndarray) -> list[tuple[float, float]]:
+    """(first, last) centres of the runs of ``mask`` bands in wavelength order."""
+    idx = np.flatnonzero(mask[order])  # positions in wavelength order
+    if idx.size == 0:
+        return []
+    cuts = np.flatnonzero(np.diff(idx) > 1)
+    starts, ends = idx[np.r_[0, cuts + 1]], idx[np.r_[cuts, idx.size - 1]]
+    return [(wl[order[a]], wl[order[b]]) for a, b in zip(starts, ends, strict=True)]
+
+
+def _drop_spec(runs: Sequence[tuple[float, float]]) -> str:
+    """A ``--drop-bands`` value (inclusive nm ranges) for band-centre runs."""
+    return ",".join(f"{math.floor(a * 10) / 10:g}-{math.ceil(b * 10) / 10:g}nm" for a, b in runs)
+
+
 def _check_coverage(lib: SpectralLibrary, wl: np.ndarray, fw: np.ndarray) -> None:
+    """EndmemberError naming what the library covers and what the scene needs, if any target
+    band lacks data in some entry. With at least half of the bands covered the message gives
+    the ``--drop-bands`` value that removes the rest; with fewer, too little would be left."""
     cov = coverage_mask(lib, wl, fw)
     bad = ~cov.all(axis=0)
     if not bad.any():
         return
     order = np.argsort(wl)
-    idx = np.flatnonzero(bad[order])  # positions in wavelength order
-    cuts = np.flatnonzero(np.diff(idx) > 1)
-    starts, ends = idx[np.r_[0, cuts + 1]], idx[np.r_[cuts, idx.size - 1]]
-    runs = [(wl[order[a]], wl[order[b]]) for a, b in zip(starts, ends, strict=True)]
+    runs = _band_runs(bad, wl, order)
+    covered = _band_runs(~bad, wl, order)
+    n_ok = int(wl.size - bad.sum())
     limiting = [n for n, c in zip(lib.names, cov, strict=True) if not c.all()]
     more = f" and {len(limiting) - 5} more" if len(limiting) > 5 else ""
-    raise EndmemberError(
-        f"endmember library {lib.source!r} does not cover {idx.size} target band(s) at "
-        f"{_ranges(runs)} (no data in {', '.join(limiting[:5])}{more}); drop those bands "
-        "(--drop-bands) or supply a library that covers them"
-    )
+    head = (f"endmember library {lib.source!r} covers {n_ok} of the scene's {wl.size} bands "
+            f"({_ranges(covered) if covered else 'none'}; the scene needs "
+            f"{wl[order[0]]:g}-{wl[order[-1]]:g} nm): no data at {_ranges(runs)} "
+            f"({int(bad.sum())} bands) in {', '.join(limiting[:5])}{more}")
+    if 2 * n_ok < wl.size:
+        raise EndmemberError(
+            f"{head}; too few bands to unmix with it (under half): supply a library that "
+            "covers the scene's range (dropping the rest with --drop-bands would leave too "
+            "little)")
+    raise EndmemberError(f"{head}; drop those bands (--drop-bands {_drop_spec(runs)}) or "
+                         "supply a library that covers them")
 
 
 def _fine_grid(lib: SpectralLibrary) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -459,7 +482,8 @@ def resample_to_bands(lib: SpectralLibrary, wavelength_nm: Sequence[float] | np.
     convolved (e.g. AVIRIS-95 records) are not smoothed twice; ``BandResampler`` truncates the
     Gaussian at +-FWHM/2 and renormalises. NaN library samples never leak into the output: gaps
     up to 20 nm are interpolated over, and elsewhere the SRF weights are renormalised over the
-    finite samples.
+    finite samples. A band that the half-FWHM tolerance covers at a data edge but whose SRF
+    reaches no sample takes the nearest data value.
 
     Returns:
         (k, L) float64 resampled spectra, all finite.
@@ -485,6 +509,13 @@ def resample_to_bands(lib: SpectralLibrary, wavelength_nm: Sequence[float] | np.
         den = valid.astype(float) @ matrix.T
         with np.errstate(invalid="ignore", divide="ignore"):
             out[rows] = np.where(den > 1e-9, num / np.where(den > 1e-9, den, 1.0), np.nan)
+    for i in np.flatnonzero(~np.isfinite(out).all(axis=1)):
+        # a band whose centre is within half a FWHM of the data edge (so covered) but whose
+        # narrowed SRF reaches no sample, e.g. AVIRIS-NG 381 nm against AVIRIS-95 records
+        # starting at 383 nm: take the nearest data (linear inside, edge value outside)
+        ok, miss = np.isfinite(spectra[i]), ~np.isfinite(out[i])
+        if ok.any():
+            out[i, miss] = np.interp(wl[miss], fine_wl[ok], spectra[i, ok])
     if not np.all(np.isfinite(out)):
         bad = np.flatnonzero(~np.isfinite(out).all(axis=0))
         raise EndmemberError(
@@ -563,3 +594,171 @@ def name_endmembers(M: np.ndarray, wavelength_nm: Sequence[float] | np.ndarray,
         seen[name] = seen.get(name, 0) + 1
         result.append((name if seen[name] == 1 else f"{name}_{seen[name]}", best))
     return result
+
+
+# --------------------------------------------------------------------------------------------
+# Checks of a library against a scene: overall scale and how much of the scene it explains
+
+#: scene and library brightness differing by more than this factor (either way) is reported
+SCALE_WARN_RATIO = 3.0
+#: ... and by more than this factor is taken as different units (percent or x10000 reflectance)
+UNIT_MISMATCH_RATIO = 30.0
+#: a median per-pixel relative residual ``||y - fit|| / ||y||`` above this is reported
+RESIDUAL_WARN = 0.20
+#: reflectance on a 0-1 scale has a mean level below this; above it the values are scaled
+_MAX_UNIT_LEVEL = 1.5
+_CHUNK = 16_384
+
+
+def _unit_hint(level: float, what: str) -> str | None:
+    """How ``what`` ('the scene'/'the library') looks scaled, or None for 0-1 reflectance."""
+    if level <= _MAX_UNIT_LEVEL:
+        return None
+    factor = 100 if level <= 150 else 10000
+    label = "percent (x100)" if factor == 100 else "x10000"
+    if what == "the scene":
+        return (f"the scene looks like {label} reflectance without its scale factor: give it "
+                f"one (ENVI header 'reflectance scale factor = {factor}', GeoTIFF tag "
+                f"reflectance_scale_factor={factor})")
+    return f"the library looks like {label} reflectance: divide its values by {factor}"
+
+
+def library_scale_check(Y: np.ndarray, M: np.ndarray, *,
+                        scaled: bool | None) -> tuple[dict, list[str]]:
+    """Compare the overall level of scene pixels ``Y (N, L)`` and library spectra ``M (k, L)``
+    on the same (the scene's kept) bands.
+
+    The ratio is the median pixel brightness (mean over bands) over the median library
+    brightness (mean over bands of each entry). Beyond :data:`SCALE_WARN_RATIO` either way a
+    warning is returned, worded for the fit: ``scaled=True`` (a per-pixel brightness absorbs
+    the factor), ``False`` (plain FCLS, which cannot) or ``None`` (another model). Beyond
+    :data:`UNIT_MISMATCH_RATIO` the two are in different units (percent or x10000
+    reflectance against 0-1): the message names the side whose level is not 0-1 reflectance
+    and the scale factor to use; with ``scaled=False`` that is an :class:`EndmemberError`
+    (sum-to-one abundances across units are meaningless).
+
+    Returns ``(info, warnings)``, info ``{"scene_median_brightness",
+    "library_median_brightness", "ratio", "bands"}``. Raises EndmemberError when the library
+    level is not positive.
+    """
+    Y = np.asarray(Y)
+    M = np.asarray(M, dtype=float)
+    scene = float(np.median(np.mean(Y, axis=1, dtype=np.float64))) if Y.shape[0] else math.nan
+    lib = float(np.median(M.mean(axis=1)))
+    info = {"scene_median_brightness": scene, "library_median_brightness": lib,
+            "ratio": math.nan, "bands": int(M.shape[1])}
+    if not lib > 0:
+        raise EndmemberError(f"library spectra have a median mean value of {lib:.4g} over the "
+                             f"scene's {M.shape[1]} bands; reflectance must be positive")
+    if not scene > 0:
+        return info, [f"the sampled scene pixels have a median brightness of {scene:.4g} "
+                      "(mean over bands): mostly no-data or dark pixels, so the library fit "
+                      "says little; check the nodata value or crop the scene"]
+    ratio = scene / lib
+    info["ratio"] = ratio
+    factor = max(ratio, 1.0 / ratio)
+    if factor <= SCALE_WARN_RATIO:
+        return info, []
+    times = f"{factor:,.0f}" if factor >= 100 else f"{factor:.2g}"
+    head = (f"scene pixels are {times}x {'brighter' if ratio > 1 else 'darker'} than "
+            f"the library spectra (median brightness {scene:.4g} vs {lib:.4g} over the "
+            f"{M.shape[1]} shared bands)")
+    if factor > UNIT_MISMATCH_RATIO:
+        hints = [h for h in (_unit_hint(scene, "the scene"), _unit_hint(lib, "the library"))
+                 if h] or ["neither looks like scaled reflectance: check the units of both"]
+        msg = f"{head}: different units; {'; '.join(hints)}"
+        if scaled is False:
+            raise EndmemberError(f"{msg} (plain FCLS cannot fit across units; "
+                                 "--set brightness=scaled would absorb the factor)")
+        if scaled:
+            msg += (". The abundances are unaffected (the per-pixel brightness absorbs the "
+                    "factor) but the brightness is in mixed units")
+        return info, [msg]
+    if scaled:
+        tail = ("the per-pixel brightness absorbs this, but a large factor usually means "
+                "materials missing from the library (vegetation, shade, water) or a scale "
+                "problem")
+    elif scaled is False:
+        tail = ("plain FCLS fits at the library's brightness, so the abundances are biased: "
+                "use --set brightness=scaled")
+    else:
+        tail = ("this model does not separate a per-pixel brightness from the fractions "
+                "(fcls does: --set brightness=scaled, its default with a library)")
+    return info, [f"{head}; {tail}"]
+
+
+def _pct(x: np.ndarray, q: float) -> float:
+    return float(np.percentile(x, q)) if x.size else math.nan
+
+
+def library_fit_diagnostics(Y: np.ndarray, M: np.ndarray, A: np.ndarray,
+                            brightness: np.ndarray | None = None,
+                            names: Sequence[str] | None = None,
+                            reconstruct: Callable[[np.ndarray], np.ndarray] | None = None,
+                            ) -> tuple[dict, list[str]]:
+    """How well library endmembers explain scene pixels, for the run record.
+
+    Args:
+        Y: (N, L) pixels; M: (k, L) endmembers on the same bands; A: (N, k) abundances.
+        brightness: (N,) per-pixel brightness of a scaled fit (modelled spectra
+            ``s * A @ M``), or None (modelled spectra ``A @ M``).
+        names: endmember names (default ``em_1``...).
+        reconstruct: the model's map from abundances ``(n, k)`` to spectra ``(n, L)``
+            (default ``A @ M``), e.g. ``Unmixer.reconstruct`` of a nonlinear model.
+
+    Returns ``(info, warnings)``: info holds the pixel count, the median and 95th percentile of
+    the relative residual ``||y - fit|| / ||y||`` per pixel, the median and mean
+    reconstruction RMSE (units of Y), per endmember the mean, median, 5th/95th percentile and
+    the share of pixels where it is the largest fraction, and the brightness percentiles. A
+    warning is returned when the median relative residual exceeds :data:`RESIDUAL_WARN`.
+    """
+    Y = np.asarray(Y)
+    M = np.asarray(M, dtype=np.float64)
+    A_in = np.asarray(A)
+    A = A_in.astype(np.float64)
+    N, k = A.shape
+    names = [f"em_{i + 1}" for i in range(k)] if names is None else [str(n) for n in names]
+    rel = np.full(N, np.nan)
+    rmse = np.empty(N)
+    for a in range(0, N, _CHUNK):
+        b = min(a + _CHUNK, N)
+        fit = A[a:b] @ M if reconstruct is None else \
+            np.array(reconstruct(A_in[a:b]), dtype=np.float64)
+        if brightness is not None:
+            fit *= np.asarray(brightness[a:b], dtype=np.float64)[:, None]
+        y = Y[a:b].astype(np.float64)
+        r = np.linalg.norm(y - fit, axis=1)
+        yn = np.linalg.norm(y, axis=1)
+        rmse[a:b] = r / math.sqrt(M.shape[1])
+        np.divide(r, yn, out=rel[a:b], where=yn > 0)
+    rel_ok = rel[np.isfinite(rel)]
+    dominant = np.bincount(np.argmax(A, axis=1), minlength=k) / max(N, 1) if N else np.zeros(k)
+    info: dict = {
+        "pixels": int(N),
+        "median_relative_residual": float(np.median(rel_ok)) if rel_ok.size else math.nan,
+        "p95_relative_residual": _pct(rel_ok, 95),
+        "median_rmse": float(np.median(rmse)) if N else math.nan,
+        "mean_rmse": float(rmse.mean()) if N else math.nan,
+        "abundance": {n: {"mean": float(A[:, i].mean()) if N else math.nan,
+                          "median": float(np.median(A[:, i])) if N else math.nan,
+                          "p5": _pct(A[:, i], 5), "p95": _pct(A[:, i], 95),
+                          "dominant_share": float(dominant[i])}
+                      for i, n in enumerate(names)},
+    }
+    if brightness is not None:
+        s = np.asarray(brightness, dtype=np.float64)
+        info["brightness"] = {"median": float(np.median(s)) if N else math.nan,
+                              "p5": _pct(s, 5), "p95": _pct(s, 95),
+                              "min": float(s.min()) if N else math.nan,
+                              "max": float(s.max()) if N else math.nan}
+    warnings: list[str] = []
+    med = info["median_relative_residual"]
+    if med > RESIDUAL_WARN:
+        warnings.append(
+            f"the library endmembers leave a median relative residual of {100 * med:.0f} % "
+            f"(||y - fit|| / ||y|| over {rel_ok.size} sampled pixels; above "
+            f"{100 * RESIDUAL_WARN:.0f} %): the scene holds materials the library lacks "
+            "(e.g. vegetation, soil, water) or the spectra do not match it; read the "
+            "abundances with care, add endmembers, or extract them from the scene (omit "
+            "--library/--endmembers)")
+    return info, warnings

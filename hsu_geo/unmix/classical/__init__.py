@@ -16,6 +16,7 @@ from hsu_geo.unmix.classical.lsq import (
     nnls,
     nnls_kkt_residual,
     reconstruction_rmse,
+    scaled_fcls,
     scls,
     ucls,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "nnls",
     "nnls_kkt_residual",
     "reconstruction_rmse",
+    "scaled_fcls",
     "scls",
     "ucls",
 ]

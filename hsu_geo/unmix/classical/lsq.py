@@ -48,6 +48,7 @@ __all__ = [
     "nnls",
     "nnls_kkt_residual",
     "reconstruction_rmse",
+    "scaled_fcls",
     "scls",
     "ucls",
 ]
@@ -569,6 +570,34 @@ def fcls(Y: ArrayLike, M: ArrayLike, *, max_iter: int = 200, threads: int = 1) -
 def nnls(Y: ArrayLike, M: ArrayLike, *, max_iter: int = 200, threads: int = 1) -> FloatArray:
     """Non-negative least squares (B3): ``min ||y - Mᵀa||²`` s.t. ``a >= 0``; ``A (N, k)``."""
     return _constrained(Y, M, False, max_iter, threads)
+
+
+def scaled_fcls(
+    Y: ArrayLike, M: ArrayLike, *, max_iter: int = 200, threads: int = 1
+) -> tuple[FloatArray, FloatArray]:
+    """FCLS with a per-pixel brightness: ``min ||y - s Mᵀf||²`` s.t. ``f >= 0, 1ᵀf = 1, s >= 0``.
+
+    Returns ``(A (N, k), s (N,))``: fractions ``A`` that sum to one and the brightness ``s``
+    (unitless; 1 = the endmembers' own brightness). This is the MESMA-style answer to library
+    spectra whose overall level differs from the scene's (illumination, topography, grain
+    size). Substituting ``a = s f`` turns the problem into NNLS exactly (``s = 1ᵀa``,
+    ``f = a / s``), so it reuses the exact active-set solver of :func:`nnls` and costs the same.
+    Unlike a shade (zero-spectrum) endmember, which only allows ``s <= 1``, the scale is
+    unbounded both ways. Pixels whose NNLS solution is zero (no positive projection on any
+    endmember, e.g. all-zero pixels) get ``s = 0`` and the plain :func:`fcls` fractions, so
+    every finite pixel has finite abundances.
+    """
+    Y, M = _check_inputs(Y, M)
+    a = _constrained(Y, M, False, max_iter, threads)
+    s = a.sum(axis=1)
+    zero = ~(s > 0)
+    if zero.any():
+        s[zero] = 0.0
+        a[zero] = _constrained(Y[zero], M, True, max_iter, threads)
+        a[~zero] /= s[~zero, None]
+    else:
+        a /= s[:, None]
+    return a, s
 
 
 # --------------------------------------------------------------------------------------------
