@@ -5,8 +5,14 @@
 scene, so a killed batch resumes where it stopped: a scene is redone unless its record says
 done, its source files are unchanged (sizes and times) and every output still has its
 recorded sha256. The outputs of one scene appear all at once (see
-:mod:`hsu_geo.write.atomic`); leftovers of an interrupted scene are removed before it is
-redone. At the end ``DIR/catalog.json`` (STAC, :mod:`hsu_geo.stac`) lists the done scenes.
+:mod:`hsu_geo.write.atomic`). At the end ``DIR/catalog.json`` (STAC, :mod:`hsu_geo.stac`)
+lists the done scenes.
+
+Safety: the batch never deletes a folder. In ``DIR/<scene_id>/`` it replaces or removes only
+files that an hsu-geo run wrote and recorded there (each ``*_run.json`` lists its set); a scene
+folder that holds anything else, or is a link, fails that scene with a message. Scene ids are
+plain visible names, never a batch file's name, and no output folder may be, contain or lie
+inside an input of the run.
 
 Execution: with the threaded scheduler scenes run one after another; with a dask.distributed
 scheduler (``local[:N]`` or an address) each scene is one task on a worker (``"scenes"``, the
@@ -16,7 +22,8 @@ scheduler's.
 
 Train once, apply many: ``train_on`` fits the model on one scene (:func:`fit_on`) and
 applies that fitted unmixer, with its endmember names and order, to every scene with the same
-bands (:func:`unmix_with_model`); other scenes fail with a message saying how they differ.
+bands (:func:`unmix_with_model`); other scenes fail with a message saying how they differ. The
+fitted model is stored in ``DIR`` without pickle (:mod:`hsu_geo.unmix.fitted_io`).
 """
 
 from __future__ import annotations
@@ -28,7 +35,6 @@ import hashlib
 import json
 import logging
 import os
-import pickle
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -47,16 +53,23 @@ from hsu_geo.errors import (
     OutputError,
     SceneNotFoundError,
 )
+from hsu_geo.naming import safe_id
 from hsu_geo.pipeline import FittedModel, apply_and_write, fit_model, prepare_scene
 from hsu_geo.scheduler import scheduler
-from hsu_geo.write.atomic import PART_MARK, atomic_path, ensure_writable_dir
+from hsu_geo.write.atomic import atomic_path, ensure_writable_dir, recover
+from hsu_geo.write.guard import overlaps
+from hsu_geo.write.provenance import SCHEMA as RUN_SCHEMA
 from hsu_geo.write.provenance import sha256_file
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "hsu-geo/batch/1"
 RECORD, TABLE, CATALOG = "batch.json", "batch.csv", "catalog.json"
-SCRATCH, LOCK, MODEL_FILE = ".hsu-geo-batch-scratch", ".hsu-geo-batch.lock", "trained_model.pkl"
+SCRATCH, LOCK, MODEL_STEM = ".hsu-geo-batch-scratch", ".hsu-geo-batch.lock", "trained_model"
+#: names a scene id may not take (the batch's own files in DIR)
+RESERVED = frozenset({RECORD, TABLE, CATALOG, SCRATCH, LOCK, f"{MODEL_STEM}.pt",
+                      f"{MODEL_STEM}.npz", f"{MODEL_STEM}.pkl"})
+STATUSES = ("done", "failed", "skipped", "pending")
 TOPIC = "hsu-geo-batch"
 DISTRIBUTE = ("scenes", "chunks")
 #: options that change how, not what, is computed (left out of the settings check)
@@ -85,12 +98,13 @@ def fit_on(scene: str | Path, opts: UnmixOptions, on_stage: Say | None = None) -
 
 def unmix_with_model(scene: str | Path, out_dir: str | Path, opts: UnmixOptions,
                      fitted: FittedModel, *, overwrite: bool = False, progress: bool = False,
-                     on_stage: Say | None = None) -> dict[str, Any]:
+                     on_stage: Say | None = None, replaceable: frozenset[str] = frozenset()
+                     ) -> dict[str, Any]:
     """Apply a model fitted on another scene: same bands (else an error), same names/order."""
     say = on_stage or (lambda _msg: None)
     out = Path(out_dir)
     prepared = prepare_scene(scene, opts, model=fitted.model, out_dir=out, overwrite=overwrite,
-                             bands_of=fitted, say=say)
+                             bands_of=fitted, replaceable=replaceable, say=say)
     return apply_and_write(prepared, fitted, out, opts, overwrite=overwrite, progress=progress,
                            say=say)
 
@@ -104,7 +118,8 @@ class SceneTask:
     path: str
     out_dir: str
     opts: UnmixOptions
-    overwrite: bool = False
+    #: files in ``out_dir`` an earlier hsu-geo run recorded (they may be replaced)
+    replaceable: frozenset[str] = frozenset()
 
 
 def _now() -> str:
@@ -155,10 +170,10 @@ def process_scene(task: SceneTask, fitted: FittedModel | None = None, *,
         meta = scene_metadata(path, task.opts)
         if fitted is not None:
             result = unmix_with_model(path, task.out_dir, task.opts, fitted,
-                                      overwrite=task.overwrite, progress=progress,
+                                      replaceable=task.replaceable, progress=progress,
                                       on_stage=on_stage)
         else:
-            result = run_unmix(path, task.out_dir, task.opts, overwrite=task.overwrite,
+            result = run_unmix(path, task.out_dir, task.opts, replaceable=task.replaceable,
                                progress=progress, on_stage=on_stage,
                                on_epoch=epoch_reporter(on_stage) if on_stage else None)
         outputs = [{"key": key, "name": p.name, "bytes": p.stat().st_size,
@@ -228,7 +243,101 @@ def load_record(out_dir: Path) -> dict[str, Any] | None:
             from None
     if not isinstance(record, dict) or record.get("schema") != SCHEMA:
         raise OutputError(f"{path} is not an hsu-geo batch record; choose another -o")
+    problem = record_problem(record)
+    if problem:
+        raise OutputError(f"{path} is damaged ({problem}); move it away to start the batch "
+                          "afresh, or choose another -o")
     return record
+
+
+def _entry_problem(i: int, e: Any) -> str | None:
+    where = f"scenes[{i}]"
+    if not isinstance(e, dict):
+        return f"{where} is not an object"
+    if e.get("status") not in STATUSES:
+        return f"{where}.status is {e.get('status')!r}"
+    sid = e.get("scene_id")
+    if sid is not None and (not isinstance(sid, str) or safe_id(sid, "") != sid):
+        return f"{where}.scene_id {sid!r} is not a plain scene id"
+    for key in ("source", "fingerprint", "error"):
+        if e.get(key) is not None and not isinstance(e[key], str):
+            return f"{where}.{key} is not text"
+    outputs = e.get("outputs") or []
+    if not isinstance(outputs, list):
+        return f"{where}.outputs is not a list"
+    for j, item in enumerate(outputs):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) \
+                or Path(item["name"]).name != item["name"] \
+                or not isinstance(item.get("bytes"), int) \
+                or not isinstance(item.get("sha256"), str):
+            return f"{where}.outputs[{j}] is not a name, bytes and sha256"
+    return None
+
+
+def record_problem(record: Mapping[str, Any]) -> str | None:
+    """What is wrong with the types of a batch record, or None (a record is user-writable)."""
+    if not isinstance(record.get("settings", {}), dict):
+        return "settings is not an object"
+    scenes = record.get("scenes", [])
+    if not isinstance(scenes, list):
+        return "scenes is not a list"
+    for i, e in enumerate(scenes):
+        problem = _entry_problem(i, e)
+        if problem:
+            return problem
+    training = record.get("training")
+    if training is not None and (not isinstance(training, dict) or not all(
+            isinstance(training.get(k), str) for k in ("scene_id", "sha256", "file"))):
+        return "training is not a scene id, file and sha256"
+    return None
+
+
+def recorded_files(scene_dir: Path) -> frozenset[str]:
+    """Names of the files that hsu-geo runs wrote in ``scene_dir`` and listed in a run record
+    (``*_run.json`` with the run schema), the records included."""
+    names: set[str] = set()
+    if not scene_dir.is_dir() or scene_dir.is_symlink():
+        return frozenset()
+    for run in scene_dir.glob("*_run.json"):
+        if not run.is_file() or run.is_symlink() or run.stat().st_size > 16 * 2**20:
+            continue
+        try:
+            data = json.loads(run.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        outputs = data.get("outputs") if isinstance(data, dict) else None
+        if data.get("schema") != RUN_SCHEMA or not isinstance(outputs, dict):
+            continue
+        listed = [n for n in outputs.values() if isinstance(n, str) and Path(n).name == n
+                  and n not in ("", ".", "..")]
+        names.update(listed)
+        names.add(run.name)
+    item = scene_dir / f"{scene_dir.name}.json"  # the scene's STAC Item (hsu_geo.stac)
+    with contextlib.suppress(OSError, ValueError):
+        data = json.loads(item.read_text(encoding="utf-8")) if item.is_file() \
+            and not item.is_symlink() and item.stat().st_size < 2**20 else None
+        if isinstance(data, dict) and data.get("type") == "Feature" \
+                and data.get("id") == scene_dir.name:
+            names.add(item.name)
+    return frozenset(names)
+
+
+def scene_folder_problem(scene_dir: Path) -> str | None:
+    """Why hsu-geo may not write into ``scene_dir`` (a link, or files it did not record)."""
+    if scene_dir.is_symlink():
+        return f"{scene_dir} is a symbolic link; hsu-geo writes only into folders it made"
+    if not scene_dir.exists():
+        return None
+    if not scene_dir.is_dir():
+        return f"{scene_dir} exists and is not a folder"
+    recover(scene_dir)
+    ours = recorded_files(scene_dir)
+    foreign = sorted(p.name for p in scene_dir.iterdir() if p.name not in ours)
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        return (f"{scene_dir} holds {foreign[0]}{more}, which hsu-geo did not write; move it "
+                "out or choose another -o")
+    return None
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -293,12 +402,12 @@ class _Batch:
     progress: bool
     fail_fast: bool
     overwrite: bool
-    owned: bool = False
     fitted: FittedModel | None = None
     done_count: int = 0
     todo_count: int = 0
     stopped: bool = False
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    superseded: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def save(self) -> None:
         summary = {s: 0 for s in ("done", "failed", "skipped", "pending")}
@@ -309,15 +418,33 @@ class _Batch:
         _write_json(self.out / RECORD, self.record)
 
     def task(self, scene: SceneSource, path: Path, scene_opts: UnmixOptions) -> SceneTask:
+        """The scene's task; OutputError if its folder is not hsu-geo's to write into."""
         scene_dir = self.out / scene.scene_id
-        if self.owned and scene_dir.exists():  # leftovers of an interrupted or failed run
-            shutil.rmtree(scene_dir)
-        return SceneTask(scene.scene_id, str(path), str(scene_dir), scene_opts, self.overwrite)
+        problem = scene_folder_problem(scene_dir)
+        if problem:
+            raise OutputError(problem)
+        replaceable = recorded_files(scene_dir)
+        self.superseded[scene.scene_id] = replaceable
+        return SceneTask(scene.scene_id, str(path), str(scene_dir), scene_opts, replaceable)
+
+    def remove_superseded(self, scene_id: str, outputs: list[Mapping[str, Any]]) -> None:
+        """Delete the recorded files of earlier runs of a scene that its new set does not
+        replace (e.g. another model's outputs after ``--overwrite``)."""
+        scene_dir = self.out / scene_id
+        keep = {item["name"] for item in outputs}
+        for name in sorted(self.superseded.pop(scene_id, frozenset()) - keep):
+            path = scene_dir / name
+            if path.is_file() and not path.is_symlink() \
+                    and path.resolve().parent == scene_dir.resolve():
+                with contextlib.suppress(OSError):
+                    path.unlink()
 
     def finish(self, scene: SceneSource, outcome: Mapping[str, Any]) -> None:
         self.source.release(scene)
         entry = self.entries[scene.scene_id]
         entry.update(outcome)
+        if entry["status"] == "done":
+            self.remove_superseded(scene.scene_id, entry.get("outputs") or [])
         self.done_count += 1
         where = f"[{self.done_count}/{self.todo_count}] {scene.scene_id}"
         if entry["status"] == "done":
@@ -343,10 +470,11 @@ class _Batch:
                 break
             try:
                 path = self.source.materialize(scene)
+                task = self.task(scene, path, scene_opts)
             except HsuGeoError as exc:
                 self.fail(scene, exc)
                 continue
-            self.finish(scene, process_scene(self.task(scene, path, scene_opts), self.fitted,
+            self.finish(scene, process_scene(task, self.fitted,
                                              on_stage=self.stage_reporter(scene.scene_id),
                                              progress=self.progress))
 
@@ -364,12 +492,12 @@ class _Batch:
                 scene = queue.pop(0)
                 try:
                     path = self.source.materialize(scene)
+                    task = self.task(scene, path, scene_opts)
                 except HsuGeoError as exc:
                     self.fail(scene, exc)
                     continue
-                fut = client.submit(_process_on_worker, self.task(scene, path, scene_opts),
-                                    fitted, pure=False, key=f"hsu-geo-scene-{scene.scene_id}-"
-                                    f"{os.urandom(4).hex()}")
+                fut = client.submit(_process_on_worker, task, fitted, pure=False,
+                                    key=f"hsu-geo-scene-{scene.scene_id}-{os.urandom(4).hex()}")
                 running[fut.key] = (fut, scene)
                 pending.add(fut)
 
@@ -407,15 +535,28 @@ def _fingerprint_model(path: Path) -> str:
 
 def _training(batch: _Batch, scene: SceneSource, previous: Mapping[str, Any] | None
               ) -> bool:
-    """Fit (or reload) the shared model; True if the stored one was reused."""
-    path = batch.out / MODEL_FILE
+    """Fit (or reload) the shared model; True if the stored one was reused.
+
+    The model file is a weights-only checkpoint (deep) or an npz (classical), never a pickle:
+    reading it executes no code, whoever wrote it.
+    """
+    from hsu_geo.unmix.fitted_io import file_name, load_fitted, save_fitted
+
+    name = file_name(batch.opts.model, MODEL_STEM)
+    path = batch.out / name
     old = (previous or {}).get("training") or {}
-    if path.is_file() and old.get("sha256") and old.get("scene_id") == scene.scene_id \
+    if path.is_file() and not path.is_symlink() and old.get("file") == name \
+            and old.get("sha256") and old.get("scene_id") == scene.scene_id \
             and _fingerprint_model(path) == old["sha256"]:
-        with open(path, "rb") as fh:
-            batch.fitted = pickle.load(fh)  # written by this batch; checksum verified above
-        batch.record["training"] = dict(old)
-        return True
+        from hsu_geo.unmix.device import resolve_device
+
+        try:
+            batch.fitted = load_fitted(path, resolve_device(batch.opts.device))
+        except HsuGeoError as exc:
+            batch.say(f"the stored model cannot be used ({one_line(exc)}); retraining")
+        else:
+            batch.record["training"] = dict(old)
+            return True
     batch.say(f"training {batch.opts.model} on {scene.scene_id}")
     scene_path = batch.source.materialize(scene)
     try:
@@ -425,8 +566,7 @@ def _training(batch: _Batch, scene: SceneSource, previous: Mapping[str, Any] | N
         raise type(exc)(f"--train-on {scene.scene_id}: {one_line(exc)}") from None
     finally:
         _release_unpacked(scene_path)
-    with atomic_path(path, overwrite=True) as tmp, open(tmp, "wb") as fh:
-        pickle.dump(batch.fitted, fh)
+    save_fitted(path, batch.fitted)
     if batch.opts.save_model:  # a checkpoint hsu-geo unmix/batch --load-model can apply
         from hsu_geo.unmix.deep.checkpoint import save_checkpoint
         from hsu_geo.write.atomic import check_targets
@@ -438,22 +578,65 @@ def _training(batch: _Batch, scene: SceneSource, previous: Mapping[str, Any] | N
         "scene_id": scene.scene_id, "model": batch.fitted.model,
         "endmembers": batch.fitted.names, "bands": int(batch.fitted.wavelength.size),
         "wavelength_nm": [round(float(w), 3) for w in batch.fitted.wavelength],
-        "file": MODEL_FILE, "sha256": _fingerprint_model(path)}
+        "file": name, "sha256": _fingerprint_model(path)}
     return False
+
+
+def _unreserved(scenes: list[SceneSource]) -> list[SceneSource]:
+    """Scenes whose id is a batch file's name get ``<id>_scene`` (the record keeps the source);
+    ids are already plain visible names (:func:`hsu_geo.naming.safe_id`)."""
+    from dataclasses import replace
+
+    return [replace(s, scene_id=f"{s.scene_id}_scene")
+            if s.scene_id in RESERVED or s.scene_id.lower() in RESERVED else s for s in scenes]
 
 
 def _check_unique(scenes: list[SceneSource]) -> None:
     seen: dict[str, SceneSource] = {}
-    reserved = {RECORD, TABLE, CATALOG, SCRATCH, LOCK, MODEL_FILE}
     for scene in scenes:
-        if scene.scene_id in reserved:
-            raise ConfigError(f"scene id {scene.scene_id!r} ({scene.rel}) is the name of a "
-                              "batch file in DIR; rename the scene")
+        if safe_id(scene.scene_id, "") != scene.scene_id or scene.scene_id in RESERVED:
+            raise ConfigError(f"scene id {scene.scene_id!r} ({scene.rel}) is not a plain "
+                              "folder name; rename the scene")
         if scene.scene_id in seen:
             raise ConfigError(
                 f"scene id {scene.scene_id!r} is used by both {seen[scene.scene_id].rel} and "
                 f"{scene.rel}; rename one (outputs go to DIR/<scene id>/)")
         seen[scene.scene_id] = scene
+
+
+def _inputs(source: Any, scene: SceneSource) -> list[Path]:
+    """The files (and the delivery folder) a scene is read from, as paths on disk."""
+    if source.kind != "folder":
+        return [source.path]
+    return [source.root / scene.rel, *(source.root / m for m in scene.members)]
+
+
+def check_paths(archive: Path, out: Path, source: Any, scenes: list[SceneSource],
+                save_model: str | None) -> None:
+    """ConfigError unless every scene folder ``out/<id>`` stays clear of every input.
+
+    A scene folder may not be, contain or lie inside an input file or delivery folder (nor
+    contain the archive); ``--save-model`` may not be an input or lie inside a delivery.
+    """
+    from hsu_geo.write.guard import refuse_inputs_as_outputs
+
+    root = archive.resolve()
+    all_inputs: list[Path] = [archive]
+    for scene in scenes:
+        folder = out / scene.scene_id
+        where = folder.resolve()
+        inputs = _inputs(source, scene)
+        all_inputs += inputs
+        if where == root or where in root.parents:
+            raise ConfigError(f"scene {scene.scene_id}: its output folder {folder} holds the "
+                              f"input {archive}; choose an -o outside the input")
+        for path in inputs:
+            if overlaps(where, path.resolve()):
+                raise ConfigError(f"scene {scene.scene_id}: its output folder {folder} overlaps "
+                                  f"its input {path}; choose an -o outside the input folder")
+    if save_model:
+        refuse_inputs_as_outputs([("--save-model", save_model)],
+                                 [p for p in all_inputs if p != archive or source.kind != "folder"])
 
 
 def _scene_opts(opts: UnmixOptions, client: Any, distribute: str) -> UnmixOptions:
@@ -492,6 +675,9 @@ def run_batch(
     archive, out = Path(archive), Path(out_dir)
     if not archive.exists():
         raise SceneNotFoundError(f"{archive}: no such folder or archive; check the path")
+    if out.resolve() == archive.resolve():
+        raise ConfigError(f"-o {out} is the input folder itself; choose another folder (a new "
+                          "subfolder of it is fine)")
     ensure_writable_dir(out)
     with _exclusive(out):
         return _run_locked(archive, out, opts, train_on, fail_fast, overwrite, distribute,
@@ -503,7 +689,6 @@ def _run_locked(archive: Path, out: Path, opts: UnmixOptions, train_on: str | No
                 progress: bool) -> dict[str, Any]:
     settings = settings_of(archive, opts, train_on)
     previous = load_record(out)
-    owned = previous is not None
     if previous is not None and not overwrite:
         diff = settings_difference(previous.get("settings", {}), settings)
         if diff:
@@ -512,7 +697,8 @@ def _run_locked(archive: Path, out: Path, opts: UnmixOptions, train_on: str | No
     if overwrite:
         previous = None
     scratch = out / SCRATCH
-    shutil.rmtree(scratch, ignore_errors=True)
+    if scratch.is_dir() and not scratch.is_symlink():  # ours, left by a killed batch
+        shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir()
     source = None
     try:
@@ -523,12 +709,14 @@ def _run_locked(archive: Path, out: Path, opts: UnmixOptions, train_on: str | No
             first = f" (first: {skipped[0].rel}: {skipped[0].reason})" if skipped else ""
             raise ConfigError(f"{archive}: no scenes found among {source.count_files()} "
                               f"files{first}")
+        scenes = _unreserved(scenes)
         _check_unique(scenes)
+        check_paths(archive, out, source, scenes, opts.save_model)
         ids = [s.scene_id for s in scenes]
         if train_on is not None and train_on not in ids:
             raise ConfigError(f"--train-on {train_on!r} is not a scene of {archive}; scene "
                               f"ids: {', '.join(ids[:8])}{' …' if len(ids) > 8 else ''}")
-        batch = _Batch(out, opts, source, {}, say, progress, fail_fast, overwrite, owned)
+        batch = _Batch(out, opts, source, {}, say, progress, fail_fast, overwrite)
         return _process(batch, archive, scenes, skipped, previous, settings, train_on,
                         distribute)
     finally:
@@ -564,8 +752,7 @@ def _process(batch: _Batch, archive: Path, scenes: list[SceneSource], skipped: l
                 and verify_outputs(out / scene.scene_id, prior):
             entry = {**prior, **entry, "status": "done", "reused": True}
             kept.append(scene.scene_id)
-            for stray in (out / scene.scene_id).glob(f".*{PART_MARK}*"):
-                stray.unlink()  # temporaries of no one: this scene's outputs are complete
+            recover(out / scene.scene_id)  # staging folders of killed runs, if any
         batch.entries[scene.scene_id] = entry
         record["scenes"].append(entry)
     record["scenes"] += [{"scene_id": None, "source": s.rel, "reader": None,

@@ -34,23 +34,28 @@ from typing import IO
 from hsu_geo.errors import InvalidSceneError, SceneNotFoundError
 from hsu_geo.ingest import READERS
 from hsu_geo.ingest.base import SceneReader
-from hsu_geo.ingest.gf5_archive import archive_kind, strip_archive_suffix
+from hsu_geo.ingest.gf5_archive import archive_kind, check_archive_content, strip_archive_suffix
 from hsu_geo.ingest.gf5_files import image_product
+from hsu_geo.naming import safe_id
+from hsu_geo.safe_io import sidecar_limit, too_large
 
 HEAD_BYTES = 64 * 1024
+#: most members a batch archive may hold: the listing writes up to HEAD_BYTES per member to
+#: scratch, so this bounds it to ~1.3 GB (a GF-5 delivery has ~12 files: 1,600 deliveries)
+MAX_MEMBERS = 20_000
 COPY_BYTES = 1024 * 1024
 FOLDER_PRODUCT_READERS = ("gf5", "enmap")
 _IGNORED = ("__MACOSX", "Thumbs.db", "desktop.ini")
-_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _ENVI_WAVELENGTH = re.compile(rb"^\s*wavelength\s*=", re.I | re.M)
 _ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error)
+LINK_OUT_REASON = "symbolic link out of the input folder (not followed)"
+LINK_DIR_REASON = ("symbolic link to a folder inside the input folder (not followed: its "
+                   "files are listed where they are)")
+LINK_BROKEN_REASON = "broken symbolic link, or a loop of links (not followed)"
 
 Readers = Sequence[tuple[str, type[SceneReader]]]
 
 
-def safe_id(text: str) -> str:
-    """A file-name-safe scene id (same alphabet as the pipeline's scene ids)."""
-    return _ID_CHARS.sub("_", text).strip("_") or "scene"
 
 
 @dataclass(frozen=True)
@@ -97,38 +102,65 @@ def _claim(path: Path, readers: Readers) -> str | None:
     return None
 
 
-def _entries(folder: Path, exclude: Path | None) -> tuple[list[Path], list[Path]]:
+def _link_skip(root: Path, child: Path) -> Skipped | None:
+    """Why the symbolic link ``child`` is not followed, or None to follow it (a link to a
+    regular file inside the input tree). Links to folders are never followed: one out of the
+    tree would expose files elsewhere, one inside it would list its files twice (or loop)."""
+    try:
+        target = child.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return Skipped(_rel(root, child), LINK_BROKEN_REASON)
+    if not target.is_relative_to(root.resolve()):
+        return Skipped(_rel(root, child), LINK_OUT_REASON)
+    if target.is_dir():
+        return Skipped(_rel(root, child), LINK_DIR_REASON)
+    return None
+
+
+def _entries(root: Path, folder: Path, exclude: Path | None
+             ) -> tuple[list[Path], list[Path], list[Skipped]]:
+    """Sub-folders, files and the symbolic links not followed, of ``folder``."""
     dirs: list[Path] = []
     files: list[Path] = []
+    links: list[Skipped] = []
     for child in sorted(folder.iterdir(), key=lambda p: p.name):
         if child.name.startswith(".") or child.name in _IGNORED:
             continue
+        if child.is_symlink():
+            skip = _link_skip(root, child)
+            if skip is not None:
+                links.append(skip)
+                continue
         if exclude is not None and child.resolve() == exclude:
             continue
         if child.is_dir():
             dirs.append(child)
         elif child.is_file():
             files.append(child)
-    return dirs, files
+    return dirs, files, links
 
 
 def _rel(root: Path, path: Path) -> str:
     return path.relative_to(root).as_posix() if path != root else "."
 
 
-def _all_files(root: Path, folder: Path, exclude: Path | None) -> list[str]:
-    dirs, files = _entries(folder, exclude)
+def _all_files(root: Path, folder: Path, exclude: Path | None
+               ) -> tuple[list[str], list[Skipped]]:
+    """Every file under ``folder`` (posix, relative to ``root``) and the links not followed."""
+    dirs, files, links = _entries(root, folder, exclude)
     out = [_rel(root, f) for f in files]
     for sub in dirs:
-        out.extend(_all_files(root, sub, exclude))
-    return out
+        more, more_links = _all_files(root, sub, exclude)
+        out.extend(more)
+        links.extend(more_links)
+    return out, links
 
 
 def _walk(root: Path, folder: Path, readers: Readers, exclude: Path | None
           ) -> tuple[list[_Found], list[Skipped]]:
-    dirs, files = _entries(folder, exclude)
+    dirs, files, links = _entries(root, folder, exclude)
     found: list[_Found] = []
-    skipped: list[Skipped] = []
+    skipped: list[Skipped] = list(links)
     for sub in dirs:
         f, s = _walk(root, sub, readers, exclude)
         found += f
@@ -136,8 +168,8 @@ def _walk(root: Path, folder: Path, readers: Readers, exclude: Path | None
     if not found:
         reader = _claim(folder, readers)
         if reader is not None:
-            return [_Found(_rel(root, folder), reader, _all_files(root, folder, exclude),
-                           is_dir=True)], []
+            members, not_followed = _all_files(root, folder, exclude)
+            return [_Found(_rel(root, folder), reader, members, is_dir=True)], not_followed
     f, s = _group_files(root, files, readers)
     return found + f, skipped + s
 
@@ -259,7 +291,7 @@ class FolderSource:
         self.error: str | None = None
 
     def count_files(self) -> int:
-        return len(_all_files(self.root, self.root, self.exclude))
+        return len(_all_files(self.root, self.root, self.exclude)[0])
 
     def fingerprint(self, members: Sequence[str]) -> str:
         rows = []
@@ -293,9 +325,7 @@ class ArchiveSource:
     """
 
     def __init__(self, path: Path, scratch: Path) -> None:
-        kind = archive_kind(path)
-        if kind is None:
-            raise InvalidSceneError(f"{path}: not a folder, .tar, .tar.gz, .tgz or .zip")
+        kind = check_archive_content(path)  # a gzip named .tar is refused, not misread
         self.path = path
         self.kind = kind
         self.exclude: Path | None = None
@@ -329,10 +359,18 @@ class ArchiveSource:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(head)
 
+    def _check_count(self, count: int) -> None:
+        if count > MAX_MEMBERS:
+            raise InvalidSceneError(
+                f"{self.path}: holds more than {MAX_MEMBERS} members, more than a batch archive "
+                "may (each is indexed on disk); split it into several archives, or unpack it "
+                "and pass the folder")
+
     def _list_zip(self) -> None:
         try:
             with zipfile.ZipFile(self.path) as zf:
-                for info in zf.infolist():
+                for count, info in enumerate(zf.infolist(), start=1):
+                    self._check_count(count)
                     if info.is_dir() or not _safe_member(info.filename):
                         continue
                     name = info.filename
@@ -353,7 +391,8 @@ class ArchiveSource:
         mode = "r:" if self.kind == "tar" else "r|gz"
         try:
             with tarfile.open(self.path, mode) as tf:
-                for info in tf:
+                for count, info in enumerate(tf, start=1):
+                    self._check_count(count)
                     name = info.name.removeprefix("./")
                     if not info.isfile() or not _safe_member(name):
                         continue
@@ -406,6 +445,10 @@ class ArchiveSource:
             raise InvalidSceneError(
                 f"{self.path}: the archive is truncated inside {self.truncated}; download or "
                 "pack it again")
+        for m in scene.members:  # text sidecars over their cap are refused before unpacking
+            limit = sidecar_limit(m)
+            if limit is not None and self._info[m][0] > limit:
+                raise too_large(f"{self.path}/{m}", "sidecar file", self._info[m][0], limit)
         try:
             if self.kind == "tar.gz":
                 self._stream_to(scene, dest)

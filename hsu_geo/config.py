@@ -1,6 +1,11 @@
 """Run configuration as frozen dataclasses; YAML presets are read with ``yaml.safe_load``.
 
-Unknown keys are errors naming the valid ones. CLI flags override preset values.
+Unknown keys are errors naming the valid ones. CLI flags override preset values. Preset values
+go through the same checks as the flags: :data:`INT_RANGES` is the one table of integer ranges
+both use, :func:`parse_k` the one rule for ``-k``, :func:`hsu_geo.scheduler.check_scheduler`
+the one rule for ``--scheduler``. YAML anchors and aliases are refused (a few hundred bytes of
+nested aliases expand to billions of nodes) and presets are at most
+:data:`hsu_geo.safe_io.PRESET_LIMIT`.
 """
 
 from __future__ import annotations
@@ -13,6 +18,29 @@ import yaml
 
 from hsu_geo.cube import DEFAULT_CHUNK
 from hsu_geo.errors import ConfigError
+from hsu_geo.safe_io import PRESET_LIMIT, read_small_text
+
+#: (low, high) of every integer option, inclusive (None: no bound); the CLI's click.IntRange
+#: types are built from this table, so a preset and a flag accept exactly the same values
+INT_RANGES: dict[str, tuple[int, int | None]] = {
+    "chunk_size": (16, 8192),
+    "sample_size": (100, None),
+    "seed": (0, 2**32 - 1),
+}
+#: (low, high) of float options: a spectral angle in radians
+FLOAT_RANGES: dict[str, tuple[float, float]] = {"name_threshold": (0.0, 3.1416)}
+K_FIX = "give a whole number of endmembers >= 2, or 'auto' (estimated from the scene)"
+
+
+def parse_k(value: Any, source: str = "-k") -> str:
+    """``"auto"`` or a whole number >= 2 as text; ConfigError naming ``source`` otherwise."""
+    text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) \
+        else None
+    if text is not None and text.lower() == "auto":
+        return "auto"
+    if text is not None and text.isascii() and text.isdigit() and int(text) >= 2:
+        return str(int(text))
+    raise ConfigError(f"{source} {value!r}: {K_FIX}")
 
 
 @dataclass(frozen=True)
@@ -21,7 +49,7 @@ class UnmixOptions:
 
     Attributes:
         model: registry name (``hsu-geo models``).
-        k: number of endmembers, or "auto" (HySime) when extracting from the scene.
+        k: number of endmembers, or "auto" (estimated from the scene: endmembers.count).
         extractor: endmember extractor (vca, nfindr, atgp).
         endmembers: CSV of endmember spectra; library: "usgs" or "usgs:name,name".
         sample_size: pixels sampled for extraction / training.
@@ -58,33 +86,131 @@ class UnmixOptions:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
+def _int_option(key: str, value: Any, source: str) -> int:
+    low, high = INT_RANGES[key]
+    span = f"from {low} to {high}" if high is not None else f">= {low}"
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        number = int(value.strip())
+    if number is None or number < low or (high is not None and number > high):
+        raise ConfigError(f"{source}: {key}: {value!r} is not valid; give a whole number "
+                          f"{span} (as --{key.replace('_', '-')} takes)")
+    return number
+
+
+def _float_option(key: str, value: Any, source: str) -> float:
+    low, high = FLOAT_RANGES[key]
+    number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        else float("nan")
+    if not low <= number <= high:
+        raise ConfigError(f"{source}: {key}: {value!r} is not valid; give a number from {low:g} "
+                          f"to {high:g}")
+    return number
+
+
+def _text_option(key: str, value: Any, default: Any, source: str) -> str | None:
+    if value is None and default is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)  # e.g. drop_bands: 200
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{source}: {key}: {value!r} is not valid; give a text value"
+                          + (" (or leave the key out)" if default is None else ""))
+    return value
+
+
+def _settings_option(value: Any, source: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: settings: give a mapping of setting: value (see "
+                          f"`hsu-geo models`), not a {type(value).__name__}")
+    out: dict[str, str] = {}
+    for k, v in value.items():
+        if not isinstance(k, str) or isinstance(v, (dict, list)) or v is None:
+            raise ConfigError(f"{source}: settings: {k!r}: {v!r} is not valid; give one "
+                              "name: value pair per setting, the value a single number or word")
+        out[k] = str(v)
+    return out
+
+
 def options_from_mapping(data: dict[str, Any], source: str) -> UnmixOptions:
-    """Build :class:`UnmixOptions` from a mapping; unknown keys are a ConfigError."""
-    valid = {f.name for f in fields(UnmixOptions)}
-    unknown = sorted(set(data) - valid)
+    """Build :class:`UnmixOptions` from a mapping, checking every value's type and range
+    exactly as the command-line flags are checked; any problem is a one-line ConfigError
+    naming ``source``, the key, the value and what to give instead."""
+    valid = {f.name: f for f in fields(UnmixOptions)}
+    unknown = sorted(str(k) for k in set(data) - set(valid))
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: "
                           f"{', '.join(sorted(valid))}")
-    clean = dict(data)
-    if "k" in clean:
-        clean["k"] = str(clean["k"])
-    if "settings" in clean:
-        clean["settings"] = {str(k): str(v) for k, v in (clean["settings"] or {}).items()}
-    try:
-        return UnmixOptions(**clean)
-    except TypeError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+    defaults = UnmixOptions()
+    clean: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "k":
+            clean[key] = parse_k(value, f"{source}: k:")
+        elif key == "settings":
+            clean[key] = _settings_option(value, source)
+        elif key in INT_RANGES:
+            clean[key] = _int_option(key, value, source)
+        elif key in FLOAT_RANGES:
+            clean[key] = _float_option(key, value, source)
+        else:  # every other option is text (None where its default is None)
+            clean[key] = _text_option(key, value, getattr(defaults, key), source)
+    if clean.get("scheduler") is not None:
+        from hsu_geo.scheduler import check_scheduler
+
+        try:
+            check_scheduler(clean["scheduler"])
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: scheduler: {exc}") from None
+    return UnmixOptions(**clean)
+
+
+def check_input_files(opts: UnmixOptions) -> None:
+    """Refuse, before any scene is read, a ``--wavelengths`` or ``--endmembers`` file that is
+    not a regular file or exceeds its cap (:mod:`hsu_geo.safe_io`); they are read later."""
+    from hsu_geo.errors import EndmemberError, InvalidSceneError
+    from hsu_geo.safe_io import (
+        ENDMEMBER_LIMIT,
+        HEADER_LIMIT,
+        TABLE_LIMIT,
+        check_regular_file,
+    )
+
+    if opts.wavelengths:
+        limit = HEADER_LIMIT if opts.wavelengths.lower().endswith(".hdr") else TABLE_LIMIT
+        check_regular_file(opts.wavelengths, limit, "wavelength file (--wavelengths)",
+                           InvalidSceneError)
+    if opts.endmembers:
+        check_regular_file(opts.endmembers, ENDMEMBER_LIMIT, "endmember file (--endmembers)",
+                           EndmemberError)
+
+
+class _PresetLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses anchors and aliases (no "billion laughs")."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise ConfigError(f"line {event.start_mark.line + 1}: YAML anchors and aliases "
+                              "(&name, *name) are not allowed in presets; write each value out")
+        return super().compose_node(parent, index)
 
 
 def load_preset(path: str | Path) -> UnmixOptions:
-    """Read a YAML preset (a mapping of UnmixOptions keys) with ``yaml.safe_load``."""
+    """Read a YAML preset (a mapping of UnmixOptions keys): a regular file of at most
+    PRESET_LIMIT bytes, safe YAML without anchors or aliases, values checked as flags are."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: preset file not found")
+    text = read_small_text(p, PRESET_LIMIT, "preset (--pipeline)", ConfigError)
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.load(text, Loader=_PresetLoader) or {}  # _PresetLoader is a SafeLoader
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML ({exc})") from None
+        reason = " ".join(str(exc).split())
+        raise ConfigError(f"{p}: not valid YAML ({reason})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: a preset must be a mapping of option: value")
     return options_from_mapping(data, str(p))

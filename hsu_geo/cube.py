@@ -29,6 +29,27 @@ REQUIRED_ATTRS = ("sensor", "product_id", "quantity", "units", "scale_factor", "
                   "source_files")
 
 
+#: most bands a cube may have. Endmember counting (HySime) and extraction form bands x bands
+#: covariance matrices and eigen-decompositions (O(bands^3)), chunks hold whole spectra and the
+#: pixel sample is sample_size x bands floats: at 2,000 bands that is 32 MB per matrix and
+#: 0.8 GB of sample (100,000 pixels), at 20,000 bands 3.2 GB per matrix, 8 GB of sample and
+#: hours of eigen-decomposition. Imaging spectrometers have at most ~650 bands (AVIRIS-NG 425,
+#: EMIT 285, EnMAP 224, GF-5 AHSI 330), so 2,000 leaves room for any of them.
+MAX_BANDS = 2000
+
+
+def check_band_count(bands: int, source: str) -> None:
+    """:class:`InvalidSceneError` unless ``1 <= bands <= MAX_BANDS`` (checked from headers,
+    before any pixel is read)."""
+    if bands < 1:
+        raise InvalidSceneError(f"{source}: declares {bands} bands; a cube needs at least one")
+    if bands > MAX_BANDS:
+        raise InvalidSceneError(
+            f"{source}: declares {bands} bands, more than the {MAX_BANDS} hsu-geo unmixes "
+            "(endmember search forms bands x bands matrices); check the header's 'bands', or "
+            "subset the bands (e.g. gdal_translate -b) before unmixing")
+
+
 def cube_chunks(chunk_size: int = DEFAULT_CHUNK) -> dict[str, int]:
     """Band-complete chunking for a tile edge of ``chunk_size`` pixels."""
     if chunk_size < 16:
@@ -66,6 +87,7 @@ def make_cube(
         attrs: sensor, product_id, quantity, units, scale_factor, calibration, source_files, ...
     """
     nb, ny, nx = data.shape
+    check_band_count(nb, str(attrs.get("product_id", "scene")))
     wl = np.asarray(wavelength, dtype="float64")
     fw = np.full(nb, np.nan) if fwhm is None else np.asarray(fwhm, dtype="float64")
     gb = np.ones(nb, bool) if good_band is None else np.asarray(good_band, dtype=bool)

@@ -9,11 +9,11 @@ the run record.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from hsu_geo.unmix import MODELS
 from hsu_geo.unmix.adapter import apply_unmixer
 from hsu_geo.unmix.base import Unmixer, make_config
 from hsu_geo.unmix.device import device_for, resolve_device
+from hsu_geo.unmix.sanity import check_endmembers, check_fit, check_sample
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +49,14 @@ class Endmembers:
     angles_rad: list[float | None] = field(default_factory=list)
     hysime_k: int | None = None
     pixel_indices: list[int] | None = None
+    k_estimate: dict[str, Any] | None = None
 
 
 def scene_id_of(cube: xr.DataArray) -> str:
     """A file-name-safe scene id (the product id)."""
-    pid = str(cube.attrs.get("product_id") or "scene")
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", pid).strip("_") or "scene"
+    from hsu_geo.naming import safe_id
+
+    return safe_id(str(cube.attrs.get("product_id") or "scene"))
 
 
 def _library_endmembers(cube: xr.DataArray, opts: UnmixOptions) -> Endmembers:
@@ -91,16 +94,27 @@ def _library_endmembers(cube: xr.DataArray, opts: UnmixOptions) -> Endmembers:
 
 def _extracted_endmembers(Y: np.ndarray, cube: xr.DataArray, opts: UnmixOptions
                           ) -> Endmembers:
+    from hsu_geo.endmembers.count import MIN_NOISE_DOF, estimate_count
     from hsu_geo.endmembers.extract import extract_endmembers
-    from hsu_geo.endmembers.hysime import hysime
     from hsu_geo.endmembers.library import name_endmembers
 
+    n_valid = Y.shape[0]
+    if str(opts.k).lower() == "auto" and n_valid < Y.shape[1] + MIN_NOISE_DOF:
+        most = min(n_valid, Y.shape[1])
+        hint = ("check the nodata value" if n_valid < 2 else "give -k 2" if most == 2
+                else f"give -k N (2 to {most})")
+        raise EndmemberError(
+            f"{scene_id_of(cube)}: only {n_valid} valid pixels, too few to estimate the number "
+            f"of endmembers with -k auto (it needs at least {Y.shape[1] + MIN_NOISE_DOF} for "
+            f"the {Y.shape[1]} bands, to estimate the noise); {hint} or unmix a larger scene")
     L = Y.shape[1]
-    hysime_k = None
+    hysime_k = k_estimate = None
     if str(opts.k).lower() == "auto":
-        hysime_k = int(hysime(Y)[0])
-        k = max(2, min(hysime_k, L))
-        log.info("HySime estimates %d endmembers", hysime_k)
+        estimate = estimate_count(Y)
+        k_estimate, hysime_k = estimate.to_dict(), estimate.evidence["hysime_k"]
+        k = max(2, min(estimate.k, L))
+        log.info("-k auto: %d endmembers (%d significant components; HySime would say %d)",
+                 estimate.k, estimate.evidence["k_significant"], hysime_k)
     else:
         try:
             k = int(opts.k)
@@ -118,7 +132,7 @@ def _extracted_endmembers(Y: np.ndarray, cube: xr.DataArray, opts: UnmixOptions
                             threshold_rad=opts.name_threshold)
     return Endmembers(np.asarray(M, "float32"), [n for n, _ in named],
                       f"extracted:{opts.extractor}", [float(a) for _, a in named], hysime_k,
-                      [int(i) for i in np.asarray(idx).ravel()])
+                      [int(i) for i in np.asarray(idx).ravel()], k_estimate)
 
 
 @dataclass
@@ -143,6 +157,7 @@ class FittedModel:
     hysime_k: int | None = None
     pixel_indices: list[int] | None = None
     sample_pixels: int = 0
+    k_estimate: dict[str, Any] | None = None
 
 
 @dataclass
@@ -156,6 +171,8 @@ class PreparedScene:
     sample: np.ndarray | None
     bad_band_pixels: int
     timings: dict[str, float] = field(default_factory=dict)
+    #: the existing outputs are all files an earlier hsu-geo run recorded (``replaceable``)
+    replace_recorded: bool = False
 
 
 def _timed(timings: dict[str, float], name: str, t0: float) -> None:
@@ -196,17 +213,22 @@ def prepare_scene(
     overwrite: bool = False,
     extra_targets: list[Path] | None = None,
     bands_of: FittedModel | None = None,
+    replaceable: Collection[str] = (),
     say: Callable[[str], None] = lambda _msg: None,
 ) -> PreparedScene:
-    """Open ``scene``, refuse existing outputs, and choose its bands.
+    """Open ``scene``, refuse existing outputs and outputs on inputs, and choose its bands.
+
+    ``replaceable``: names of files in ``out_dir`` that an earlier hsu-geo run wrote and
+    recorded; existing outputs with these names are replaced without ``overwrite``.
 
     Without ``bands_of``, one pass over the scene yields the pixel sample and the full-scene
     band statistics that decide the bad bands. With ``bands_of`` (a fitted model), the scene
     is cut to the model's bands and nothing is read.
     """
-    from hsu_geo.ingest.scan import scan_cube, valid_rows
-    from hsu_geo.write.atomic import check_targets, ensure_writable_dir
-    from hsu_geo.write.outputs import output_paths
+    from hsu_geo.ingest.scan import check_magnitudes, scan_cube, valid_rows
+    from hsu_geo.write.atomic import check_targets, ensure_writable_dir, recover
+    from hsu_geo.write.guard import refuse_inputs_as_outputs
+    from hsu_geo.write.outputs import check_name_lengths, output_paths
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -214,16 +236,29 @@ def prepare_scene(
     raw = open_scene(scene, sensor=opts.sensor, chunks=opts.chunk_size,
                      wavelengths=opts.wavelengths)
     scene_id = scene_id_of(raw)
+    replace_recorded = False
     if out_dir is not None:
+        outputs = list(output_paths(out_dir, scene_id, model,
+                                    optional_outputs(opts, model, bands_of)).values())
+        refuse_inputs_as_outputs(
+            [("output", p) for p in outputs] + [("--save-model", p) for p in extra_targets or []],
+            [scene, *raw.attrs.get("source_files", [])])
+        check_name_lengths(out_dir, [p.name for p in outputs])
+        for target in extra_targets or []:
+            check_name_lengths(target.parent, [target.name])
         ensure_writable_dir(out_dir)
-        check_targets(list(output_paths(out_dir, scene_id, model).values())
-                      + list(extra_targets or []), overwrite=overwrite)
+        recover(out_dir)
+        existing = {p.name for p in outputs if p.exists() or p.is_symlink()}
+        replace_recorded = bool(existing) and existing <= set(replaceable)
+        check_targets(outputs, overwrite=overwrite or replace_recorded)
+        check_targets(list(extra_targets or []), overwrite=overwrite)
     _timed(timings, "open", t0)
     t0 = time.perf_counter()
     if bands_of is not None:
         cube = select_bands(raw, bands_of.wavelength, bands_of.trained_on)
         _timed(timings, "bands", t0)
-        return PreparedScene(str(scene), raw, cube, scene_id, None, 0, timings)
+        return PreparedScene(str(scene), raw, cube, scene_id, None, 0, timings,
+                             replace_recorded)
     say("scanning the scene (pixel sample, band statistics)")
     sample, stats = scan_cube(raw, opts.sample_size, seed=opts.seed)
     _timed(timings, "scan", t0)
@@ -231,12 +266,27 @@ def prepare_scene(
     cube, report = preprocess(raw, BadBandConfig(drop=opts.drop_bands, keep=opts.keep_bands,
                                                  seed=opts.seed), stats)
     kept = np.searchsorted(raw["band"].values, cube["band"].values)
+    check_magnitudes(stats, kept, raw)
     Y = valid_rows(sample[:, kept])
     if Y.shape[0] == 0:
         raise InvalidSceneError(f"{scene_id}: no pixel is valid in every kept band; check the "
                                 "nodata value or --keep-bands")
     _timed(timings, "bad_bands", t0)
-    return PreparedScene(str(scene), raw, cube, scene_id, Y, report.sample_pixels, timings)
+    return PreparedScene(str(scene), raw, cube, scene_id, Y, report.sample_pixels, timings,
+                         replace_recorded)
+
+
+def optional_outputs(opts: UnmixOptions, model: str, fitted: FittedModel | None
+                     ) -> tuple[str, ...]:
+    """The optional outputs (:data:`hsu_geo.write.outputs.OPTIONAL`) this run will write: a
+    brightness raster when fcls fits a per-pixel brightness (library endmembers by default)."""
+    from hsu_geo.unmix.adapter import fits_brightness
+
+    if fitted is not None:
+        return ("brightness",) if fits_brightness(fitted.unmixer) else ()
+    mode = getattr(make_config(MODELS.get(model).Config, opts.settings), "brightness", None)
+    library = bool(opts.endmembers or opts.library)
+    return ("brightness",) if mode == "scaled" or (mode == "auto" and library) else ()
 
 
 def fit_model(
@@ -253,27 +303,68 @@ def fit_model(
     config = make_config(model_cls.Config, opts.settings)
     if "seed" in {f.name for f in fields(config)} and "seed" not in opts.settings:
         config = replace(config, seed=opts.seed)
+    library = bool(opts.endmembers or opts.library)
+    if getattr(config, "brightness", None) == "auto":  # library spectra: fit a brightness
+        config = replace(config, brightness="scaled" if library else "none")
     device = device_for(model_cls, opts.device)
     cube, Y = prepared.cube, prepared.sample
+    check_sample(Y, prepared.scene_id)
     t0 = time.perf_counter()
     say("finding endmembers")
     em = _library_endmembers(cube, opts) if (opts.endmembers or opts.library) else \
         _extracted_endmembers(Y, cube, opts)
+    scale = _library_scale(Y, em, config) if library else None  # may refuse: before the fit
     _timed(prepared.timings, "endmembers", t0)
     t0 = time.perf_counter()
     say(f"fitting {opts.model}")
     unmixer = model_cls(config, device=device)
     if on_epoch is not None and hasattr(unmixer, "progress"):
         unmixer.progress = on_epoch
+    check_endmembers(em.spectra, Y, prepared.scene_id)
     unmixer.fit(Y, em.spectra)
     if hasattr(unmixer, "progress"):
         unmixer.progress = None  # the fitted model travels to workers without the callback
     _timed(prepared.timings, "fit", t0)
+    check_fit(Y, unmixer, list(em.names), prepared.scene_id)
+    if scale is not None:
+        t0 = time.perf_counter()
+        _record_library_fit(unmixer, Y, em, *scale)
+        _timed(prepared.timings, "library_checks", t0)
     return FittedModel(
         unmixer, opts.model, list(em.names), np.asarray(cube["band"].values),
         np.asarray(cube["wavelength"].values, "float64"), prepared.scene_id, em.source,
         [None if a is None else math.degrees(a) for a in em.angles_rad],
-        _as_dict(config), device, em.hysime_k, em.pixel_indices, int(Y.shape[0]))
+        _as_dict(config), device, em.hysime_k, em.pixel_indices, int(Y.shape[0]),
+        em.k_estimate)
+
+
+def _library_scale(Y: np.ndarray, em: Endmembers, config: Any) -> tuple[dict, list[str]]:
+    """Scene vs library level (:func:`~hsu_geo.endmembers.library.library_scale_check`)."""
+    from hsu_geo.endmembers.library import library_scale_check
+
+    mode = getattr(config, "brightness", None)
+    return library_scale_check(Y, em.spectra, scaled=None if mode is None else mode == "scaled")
+
+
+def _record_library_fit(unmixer: Unmixer, Y: np.ndarray, em: Endmembers, scale: dict,
+                        warnings: list[str]) -> None:
+    """Fit quality of library endmembers on the pixel sample into ``unmixer.fit_info``
+    (``library_fit``, ``warnings``: run.json ``extra.fit``); each warning is logged."""
+    from hsu_geo.endmembers.library import library_fit_diagnostics
+    from hsu_geo.unmix.adapter import fits_brightness
+
+    if fits_brightness(unmixer):
+        A, s = unmixer.abundances_and_brightness(Y)  # type: ignore[attr-defined]
+    else:
+        A, s = unmixer.abundances(Y), None
+    info, more = library_fit_diagnostics(Y, em.spectra, A, s, em.names,
+                                         reconstruct=unmixer.reconstruct)
+    info["brightness_mode"] = getattr(unmixer.config, "brightness", None)
+    info["scale"] = scale
+    unmixer.fit_info["library_fit"] = info
+    unmixer.fit_info["warnings"] = list(unmixer.fit_info.get("warnings", [])) + warnings + more
+    for msg in warnings + more:
+        log.warning("%s", msg)
 
 
 def model_from_checkpoint(path: str, opts: UnmixOptions) -> FittedModel:
@@ -321,6 +412,7 @@ def apply_and_write(
             "trained_on": fitted.trained_on,
             "endmember_source": fitted.endmember_source,
             "hysime_k": fitted.hysime_k,
+            "k_estimate": fitted.k_estimate,
             "endmember_pixel_indices_in_sample": fitted.pixel_indices,
             "sample_pixels": fitted.sample_pixels,
             "band_statistics_pixels": prepared.bad_band_pixels,
@@ -333,7 +425,8 @@ def apply_and_write(
     t0 = time.perf_counter()
     say("unmixing and writing")
     outputs = write_outputs(result, Path(out_dir), prepared.scene_id, fitted.model,
-                            overwrite=overwrite, run_record=record, progress=progress)
+                            overwrite=overwrite or prepared.replace_recorded,
+                            run_record=record, progress=progress)
     _timed(prepared.timings, "unmix_and_write", t0)
     return {"outputs": outputs, "record": record, "scene_id": prepared.scene_id,
             "endmembers": fitted.names, "timings": prepared.timings}
@@ -348,6 +441,7 @@ def run_unmix(
     progress: bool = False,
     on_stage: Callable[[str], None] | None = None,
     on_epoch: Callable[[Any], None] | None = None,
+    replaceable: Collection[str] = (),
 ) -> dict[str, Any]:
     """Unmix one scene into ``out_dir``; returns ``{"outputs": {key: Path}, "record": …}``.
 
@@ -371,11 +465,28 @@ def run_unmix(
             raise ConfigError(f"--save-model needs a deep model (see `hsu-geo models`); "
                               f"{model} has no trained weights to save")
     out = Path(out_dir)
+    created = not out.exists()
+    try:
+        return _run_stages(scene, out, opts, model, loaded, t_load, overwrite=overwrite,
+                           progress=progress, on_epoch=on_epoch, say=say,
+                           replaceable=replaceable)
+    except BaseException:
+        if created:  # a failed run leaves no empty -o folder behind
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
+
+
+def _run_stages(scene: str | Path, out: Path, opts: UnmixOptions, model: str,
+                loaded: FittedModel | None, t_load: float, *, overwrite: bool, progress: bool,
+                on_epoch: Callable[[Any], None] | None, say: Callable[[str], None],
+                replaceable: Collection[str]) -> dict[str, Any]:
+    """:func:`run_unmix` after its option checks: prepare, fit (or load), save, apply."""
     with scheduler(opts.scheduler) as sched:
         prepared = prepare_scene(
             scene, opts, model=model, out_dir=out, overwrite=overwrite,
             extra_targets=[Path(opts.save_model)] if opts.save_model else None,
-            bands_of=loaded, say=say)
+            bands_of=loaded, replaceable=replaceable, say=say)
         if loaded is not None:
             prepared.timings["load_model"] = t_load
         fitted = loaded or fit_model(prepared, opts, on_epoch=on_epoch, say=say)

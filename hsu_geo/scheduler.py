@@ -12,6 +12,7 @@ and results are bit-identical whichever scheduler ran them (a multi-threaded BLA
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import Iterator
 
@@ -20,7 +21,30 @@ from threadpoolctl import threadpool_limits
 
 from hsu_geo.errors import ConfigError
 
-_LOCAL = re.compile(r"^local(?::(\d+))?$")
+_LOCAL = re.compile(r"^local(?::(.*))?$")
+#: most LocalCluster worker processes: four per CPU core. Each worker is a Python process
+#: (~100-200 MB before any data), so more only adds start-up time and memory, never speed.
+MAX_LOCAL_WORKERS = 4 * (os.cpu_count() or 1)
+
+
+def check_scheduler(spec: str | None) -> str | None:
+    """``spec`` if it is ``local``, ``local:N`` (1 <= N <= MAX_LOCAL_WORKERS) or a dask address
+    (``scheme://...``); a one-line :class:`ConfigError` naming the value and the fix otherwise.
+    Starts nothing."""
+    if spec is None:
+        return None
+    m = _LOCAL.match(spec)
+    if m:
+        n = m.group(1)
+        if n is not None and not (n.isascii() and n.isdigit() and 1 <= int(n) <= MAX_LOCAL_WORKERS):
+            raise ConfigError(f"--scheduler {spec!r}: N in local:N must be a whole number of "
+                              f"worker processes from 1 to {MAX_LOCAL_WORKERS} (4 per CPU core "
+                              f"here); e.g. local:{min(2, MAX_LOCAL_WORKERS)}")
+        return spec
+    if "://" not in spec:
+        raise ConfigError(f"--scheduler {spec!r}: use local[:N] or a dask scheduler address "
+                          "such as tcp://host:8786")
+    return spec
 
 
 @contextlib.contextmanager
@@ -37,11 +61,10 @@ def scheduler(spec: str | None) -> Iterator[str]:
 def _distributed(spec: str) -> Iterator[str]:
     from distributed import Client, LocalCluster
 
+    check_scheduler(spec)
     m = _LOCAL.match(spec)
     if m:
         n = int(m.group(1) or 2)
-        if n < 1:
-            raise ConfigError("--scheduler local:N needs N >= 1 workers")
         with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                           dashboard_address=None) as cluster, Client(cluster) as client:
             yield f"LocalCluster({n} workers) {client.scheduler.address}"

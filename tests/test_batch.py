@@ -216,7 +216,7 @@ def test_batch_record_outputs_and_table(threads_run: Path) -> None:
             from hsu_geo.write.provenance import sha256_file
 
             assert sha256_file(folder / out["name"]) == out["sha256"]
-        assert not list(folder.glob(".*part-*"))
+        assert not list(folder.glob(".hsu-geo*"))
     assert record["scenes"][3] == {"scene_id": None, "source": "README.txt", "reader": None,
                                    "status": "skipped",
                                    "error": "no reader recognises this file (see `hsu-geo "
@@ -234,13 +234,15 @@ def test_rerun_keeps_verified_scenes_and_redoes_the_others(threads_run: Path,
     shutil.copytree(threads_run, out)
     abundance = next((out / "s1").glob("*_abundance.tif"))
     abundance.write_bytes(abundance.read_bytes() + b"\0")  # tampered output
-    (out / "s2" / ".s2_fcls_rmse.part-0123abcd.tif").write_bytes(b"half")  # killed mid-write
+    stage = out / "s2" / ".hsu-geo-txn-0123456789ab"  # a set killed before its swap
+    (stage / "new").mkdir(parents=True)
+    (stage / "new" / "s2_fcls_rmse.tif").write_bytes(b"half")
     record = run_batch(scene_dir, out, OPTS)
     status = {e["scene_id"]: (e["status"], bool(e.get("reused"))) for e in record["scenes"]}
     assert status == {"s0": ("done", True), "s1": ("done", False), "s2": ("done", True),
                       None: ("skipped", False)}
     assert checksums(out) == checksums(threads_run)
-    assert not list(out.glob("*/.*part-*"))
+    assert not list(out.glob("*/.hsu-geo-txn-*"))
     assert [e["scene_id"] for e in record["scenes"]].count("s1") == 1
 
 

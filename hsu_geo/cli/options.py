@@ -9,7 +9,14 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from hsu_geo.config import UnmixOptions, load_preset
+from hsu_geo.config import (
+    INT_RANGES,
+    K_FIX,
+    UnmixOptions,
+    check_input_files,
+    load_preset,
+    parse_k,
+)
 from hsu_geo.cube import DEFAULT_CHUNK
 from hsu_geo.errors import ConfigError
 
@@ -32,7 +39,8 @@ sensor_opt = click.option("--sensor", default="auto", show_default=True,
 wavelengths_opt = click.option(
     "--wavelengths", type=click.Path(dir_okay=False), default=None,
     help="CSV or ENVI .hdr with band wavelengths, for rasters that lack them.")
-chunk_opt = click.option("--chunk-size", type=click.IntRange(16, 8192), default=DEFAULT_CHUNK,
+chunk_opt = click.option("--chunk-size", type=click.IntRange(*INT_RANGES["chunk_size"]),
+                         default=DEFAULT_CHUNK,
                          show_default=True, help="Tile edge in pixels (chunks hold all bands).")
 drop_opt = click.option("--drop-bands", default=None, metavar="SPEC",
                         help="Also drop these bands: numbers, ranges or nm ranges, "
@@ -41,11 +49,36 @@ keep_opt = click.option("--keep-bands", default=None, metavar="SPEC",
                         help="Keep these bands even if flagged bad (same syntax).")
 
 
+class KType(click.ParamType):
+    """``-k``: a whole number >= 2 or 'auto' (the rule presets use too), so click reports a
+    bad value as a usage error (exit 2)."""
+
+    name = "N|auto"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> str:
+        try:
+            return parse_k(value)
+        except ConfigError:
+            self.fail(f"{value!r}: {K_FIX}", param, ctx)
+
+
+def _check_scheduler(ctx: click.Context, param: click.Parameter, value: str | None
+                     ) -> str | None:
+    from hsu_geo.scheduler import check_scheduler
+
+    try:
+        return check_scheduler(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--scheduler ")) from None
+
+
 _model_opts = (
     click.option("-m", "--model", default=None,
                  help="Model name (see `hsu-geo models`). [default: fcls]"),
-    click.option("-k", "k", default=None, metavar="N|auto",
-                 help="Number of endmembers to extract, or 'auto' (HySime). [default: auto]"),
+    click.option("-k", "k", type=KType(), default=None, metavar="N|auto",
+                 help="Number of endmembers to extract, or 'auto' (estimated from the "
+                      "scene; see `hsu-geo info --estimate-k`). [default: auto]"),
     click.option("--extractor", default=None,
                  help="Endmember extractor: vca, nfindr, atgp. [default: vca]"),
     click.option("--endmembers", type=click.Path(dir_okay=False), default=None,
@@ -53,12 +86,14 @@ _model_opts = (
     click.option("--library", default=None, metavar="usgs[:NAMES]",
                  help="Bundled USGS splib07 minerals, e.g. usgs:alunite,kaolinite."),
     click.option("--device", default=None, help="auto, cpu or cuda[:i]. [default: auto]"),
-    click.option("--seed", type=int, default=None, help="Random seed. [default: 0]"),
-    click.option("--sample-size", type=click.IntRange(100), default=None,
+    click.option("--seed", type=click.IntRange(*INT_RANGES["seed"]), default=None,
+                 help="Random seed. [default: 0]"),
+    click.option("--sample-size", type=click.IntRange(*INT_RANGES["sample_size"]), default=None,
                  help="Pixels sampled per scene for endmembers / training. [default: 100000]"),
     click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
                  help="Model setting (repeatable); see `hsu-geo models`."),
     click.option("--scheduler", default=None, metavar="local[:N]|ADDRESS",
+                 callback=_check_scheduler,
                  help="dask.distributed LocalCluster or scheduler address; threads by default."),
 )
 
@@ -116,4 +151,5 @@ def effective_options(ctx: click.Context, preset: str | None, settings: tuple[st
     opts = base.updated(**given)
     if settings:
         opts = opts.updated(settings={**base.settings, **parse_settings(settings)})
+    check_input_files(opts)  # /dev/zero, a FIFO or a huge file fails now, before any scene I/O
     return opts

@@ -15,6 +15,7 @@ import xarray as xr
 from hsu_geo.cube import DEFAULT_CHUNK, validate_cube
 from hsu_geo.errors import SceneNotFoundError, UnsupportedFormatError
 from hsu_geo.ingest.base import SceneReader
+from hsu_geo.ingest.gf5_archive import archive_kind, check_archive_content
 from hsu_geo.registry import Registry
 
 READERS: Registry[type[SceneReader]] = Registry("reader", group="hsu_geo.readers")
@@ -70,6 +71,8 @@ def open_scene(
     p = Path(path)
     if not p.exists():
         raise SceneNotFoundError(f"{p}: no such file or folder")
+    if p.is_file() and archive_kind(p) is not None:
+        check_archive_content(p)  # a misnamed archive never reaches a reader (or GDAL)
     wl = Path(wavelengths) if wavelengths is not None else None
     if wl is not None and not wl.exists():
         raise SceneNotFoundError(f"{wl}: wavelength file not found")

@@ -11,12 +11,15 @@ import xarray as xr
 from affine import Affine
 
 from hsu_geo.cube import make_cube
+from hsu_geo.errors import InvalidSceneError
 from hsu_geo.ingest.calibration import Calibration
-from hsu_geo.ingest.rasterio_array import lazy_raster
+from hsu_geo.ingest.rasterio_array import lazy_raster, open_quietly
 from hsu_geo.ingest.spectral_meta import (
     OVERLAP_REASON,
     BandInfo,
+    check_band_info,
     check_wavelengths,
+    parse_scale_factor,
     resolve_detector_overlap,
 )
 
@@ -44,8 +47,15 @@ def cube_from_raster(
         gain, offset: per-file-band calibration; ``scale_factor`` divides the result.
         exclude: 0-based file bands not to read, with the reason reported for each.
     """
-    n = info.wavelength.size
+    with open_quietly(str(path)) as src:
+        n = src.count
+    check_band_info(info, n, str(path))
     check_wavelengths(info.wavelength, n, str(path), increasing=False)
+    for what, values in (("gain", gain), ("offset", offset)):
+        if values is not None and np.size(values) != n:
+            raise InvalidSceneError(f"{path}: {np.size(values)} {what} values for {n} bands; "
+                                    "give exactly one per band")
+    scale_factor = parse_scale_factor(scale_factor, str(path))
     exclude = dict(exclude or {})
     candidates = np.array([i for i in range(n) if i not in exclude], dtype=int)
     keep_c, dropped_c = resolve_detector_overlap(info.wavelength[candidates], str(path))

@@ -21,7 +21,9 @@ import xarray as xr
 from hsu_geo.errors import InvalidSceneError, SceneNotFoundError
 from hsu_geo.ingest.assemble import cube_from_raster
 from hsu_geo.ingest.base import SceneReader
+from hsu_geo.ingest.gf5_archive import check_archive_content
 from hsu_geo.ingest.spectral_meta import OVERLAP_REASON, BandInfo, read_wavelength_file
+from hsu_geo.safe_io import XML_LIMIT, link_leaves, read_capped, read_small_file, too_large
 
 PRODUCT = re.compile(r"^ENMAP01-_*L2A-", re.I)
 METADATA_SUFFIX = "-METADATA.XML"
@@ -31,6 +33,7 @@ IMAGE_SUFFIX = "-SPECTRAL_IMAGE"
 def _locate(path: Path) -> tuple[str, str, bytes]:
     """(GDAL path of the spectral image, product id, metadata XML bytes) for any entry point."""
     if path.is_file() and path.suffix.lower() == ".zip":
+        check_archive_content(path)
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
             xml = [n for n in names if n.upper().endswith(METADATA_SUFFIX)]
@@ -39,18 +42,24 @@ def _locate(path: Path) -> tuple[str, str, bytes]:
             if not xml or not img:
                 raise InvalidSceneError(f"{path}: EnMAP zip lacks *{METADATA_SUFFIX} or "
                                         f"*{IMAGE_SUFFIX}.TIF")
-            return f"/vsizip/{path}/{img[0]}", Path(xml[0]).name[:-len(METADATA_SUFFIX)], \
-                zf.read(xml[0])
+            info = zf.getinfo(xml[0])
+            label = f"{path}/{xml[0]}"
+            if info.file_size > XML_LIMIT:
+                raise too_large(label, "metadata XML", info.file_size, XML_LIMIT)
+            with zf.open(info) as fh:
+                raw = read_capped(fh, XML_LIMIT, label, "metadata XML")
+            return f"/vsizip/{path}/{img[0]}", Path(xml[0]).name[:-len(METADATA_SUFFIX)], raw
     folder = path if path.is_dir() else path.parent
-    xml_files = [p for p in folder.iterdir() if p.name.upper().endswith(METADATA_SUFFIX)]
-    img_files = [p for p in folder.iterdir() if IMAGE_SUFFIX in p.name.upper()
+    entries = [p for p in folder.iterdir() if not link_leaves(p, folder)]
+    xml_files = [p for p in entries if p.name.upper().endswith(METADATA_SUFFIX)]
+    img_files = [p for p in entries if IMAGE_SUFFIX in p.name.upper()
                  and p.suffix.lower() in (".tif", ".tiff")]
     if not xml_files:
         raise SceneNotFoundError(f"{folder}: no *{METADATA_SUFFIX} file in this EnMAP product")
     if not img_files:
         raise SceneNotFoundError(f"{folder}: no *{IMAGE_SUFFIX}.TIF file in this EnMAP product")
     product = xml_files[0].name[:-len(METADATA_SUFFIX)]
-    return str(img_files[0]), product, xml_files[0].read_bytes()
+    return str(img_files[0]), product, read_small_file(xml_files[0], XML_LIMIT, "metadata XML")
 
 
 def parse_metadata(xml: bytes, source: str) -> dict:

@@ -17,6 +17,7 @@ import numpy as np
 import spectral.io.envi as envi
 import xarray as xr
 
+from hsu_geo.cube import check_band_count
 from hsu_geo.errors import (
     InvalidSceneError,
     MissingWavelengthsError,
@@ -26,7 +27,15 @@ from hsu_geo.errors import (
 from hsu_geo.ingest.assemble import cube_from_raster
 from hsu_geo.ingest.base import SceneReader
 from hsu_geo.ingest.rasterio_array import open_quietly
-from hsu_geo.ingest.spectral_meta import BandInfo, parse_floats, read_wavelength_file, to_nm
+from hsu_geo.ingest.spectral_meta import (
+    BandInfo,
+    check_band_info,
+    parse_floats,
+    parse_scale_factor,
+    read_wavelength_file,
+    to_nm,
+)
+from hsu_geo.safe_io import HEADER_LIMIT, TABLE_LIMIT, check_regular_file
 
 #: ENVI data type code -> (numpy dtype, supported); formats.md §2.3
 ENVI_DTYPES: dict[int, tuple[str, bool]] = {
@@ -75,7 +84,11 @@ def find_data_file(hdr: Path) -> Path:
 
 
 def read_header(hdr: Path) -> dict[str, Any]:
-    """Parse an ENVI header with ``spectral``; a broken header is a one-line error."""
+    """Parse an ENVI header with ``spectral``; a broken header is a one-line error.
+
+    The header must be a regular file of at most :data:`hsu_geo.safe_io.HEADER_LIMIT`.
+    """
+    check_regular_file(hdr, HEADER_LIMIT, "ENVI header")
     try:
         return envi.read_envi_header(str(hdr))
     except Exception as exc:
@@ -99,6 +112,7 @@ def check_layout(hdr: dict[str, Any], hdr_path: Path, data: Path) -> tuple[int, 
     samples = _int(hdr, "samples", hdr_path)
     lines = _int(hdr, "lines", hdr_path)
     bands = _int(hdr, "bands", hdr_path)
+    check_band_count(bands, str(hdr_path))
     code = _int(hdr, "data type", hdr_path)
     if code not in ENVI_DTYPES:
         raise UnsupportedFormatError(f"{hdr_path}: unknown ENVI data type {code}; expected one "
@@ -141,9 +155,10 @@ def band_info(hdr: dict[str, Any], n: int, source: Path) -> BandInfo | None:
         if bbl.size != n:
             raise InvalidSceneError(f"{source}: bbl has {bbl.size} entries for {n} bands")
         gb = bbl != 0
-    if fw.size != wl.size:
-        raise InvalidSceneError(f"{source}: {fw.size} fwhm values for {wl.size} wavelengths")
-    return BandInfo(wl, fw, gb)
+    info = BandInfo(wl, fw, gb)
+    check_band_info(info, n, str(source), fix="fix the header's lists, or pass --wavelengths "
+                    "FILE with one row per band")
+    return info
 
 
 def classify_product(name: str, hdr: dict[str, Any]) -> tuple[str, str, str]:
@@ -168,6 +183,7 @@ def aviris_gains(data: Path, n: int) -> tuple[np.ndarray, str]:
     prefix = flight.group(0) if flight else data.stem
     cands = sorted(p for p in data.parent.glob("*.gain") if p.name.startswith(prefix))
     if cands:
+        check_regular_file(cands[0], TABLE_LIMIT, "AVIRIS gain file")
         table = np.loadtxt(cands[0], ndmin=2)
         if table.shape[0] < n:
             raise InvalidSceneError(f"{cands[0]}: {table.shape[0]} gains for {n} bands")
@@ -214,7 +230,7 @@ class EnviReader(SceneReader):
                 "--wavelengths FILE (CSV or ENVI .hdr)"
             )
         sensor, quantity, units = classify_product(data.name, hdr)
-        scale = float(hdr.get("reflectance scale factor", 1.0) or 1.0)
+        scale = parse_scale_factor(hdr.get("reflectance scale factor"), str(hdr_path))
         gain = parse_floats(hdr["data gain values"], "data gain values", str(hdr_path)) \
             if "data gain values" in hdr else None
         offset = parse_floats(hdr["data offset values"], "data offset values",
@@ -229,7 +245,8 @@ class EnviReader(SceneReader):
             scale = 10000.0  # ATREM reflectance x 10000 (formats.md §2.1)
         if scale != 1.0:
             calibration = f"divided by reflectance scale factor {scale:g}"
-        nodata = float(hdr["data ignore value"]) if "data ignore value" in hdr else None
+        nodata = float(parse_floats([hdr["data ignore value"]], "data ignore value",
+                                    str(hdr_path))[0]) if "data ignore value" in hdr else None
         with open_quietly(str(data)) as src:
             crs = src.crs
             transform = src.transform if not src.transform.is_identity else None

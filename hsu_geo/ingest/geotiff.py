@@ -19,34 +19,83 @@ import xarray as xr
 from hsu_geo.errors import InvalidSceneError, MissingWavelengthsError, UnsupportedFormatError
 from hsu_geo.ingest.assemble import cube_from_raster
 from hsu_geo.ingest.base import SceneReader
-from hsu_geo.ingest.spectral_meta import BandInfo, parse_floats, read_wavelength_file, to_nm
+from hsu_geo.ingest.spectral_meta import (
+    BandInfo,
+    parse_scale_factor,
+    read_wavelength_file,
+    to_nm,
+)
 
 SUFFIXES = (".tif", ".tiff", ".geotiff", ".gtiff")
 UNSUPPORTED_DTYPES = ("complex64", "complex128", "complex_int16", "complex_int32")
 
 
+def _band_floats(tags: list[dict[str, str]], key: str, source: str) -> np.ndarray | None:
+    """One number per band from the per-band tag ``key``; None when no band has it."""
+    present = [key in t for t in tags]
+    if not any(present):
+        return None
+    if not all(present):
+        raise InvalidSceneError(
+            f"{source}: {sum(present)} of {len(tags)} bands have a {key!r} tag (band "
+            f"{present.index(False) + 1} has none); tag every band, or pass --wavelengths FILE "
+            "with one row per band"
+        )
+    values = []
+    for b, t in enumerate(tags, start=1):
+        try:
+            values.append(float(str(t[key]).strip()))
+        except ValueError:
+            text = str(t[key])
+            shown = text if len(text) <= 24 else text[:24] + "…"  # bounded, one line (repr)
+            raise InvalidSceneError(
+                f"{source}: band {b} tag {key}={shown!r} is not a single number; give one "
+                "number per band, or pass --wavelengths FILE with one row per band"
+            ) from None
+    return np.array(values, dtype="float64")
+
+
+def _band_flags(tags: list[dict[str, str]], key: str, source: str) -> list[str] | None:
+    """The per-band tag ``key`` of every band (lower case); None when no band has it."""
+    present = [key in t for t in tags]
+    if not any(present):
+        return None
+    if not all(present):
+        raise InvalidSceneError(
+            f"{source}: {sum(present)} of {len(tags)} bands have a {key!r} tag (band "
+            f"{present.index(False) + 1} has none); tag every band or remove the tag"
+        )
+    return [str(t[key]).strip().lower() for t in tags]
+
+
 def band_info_from_tags(src: rasterio.io.DatasetReader) -> BandInfo | None:
-    """Per-band wavelength/FWHM/bbl from default-domain or IMAGERY tags; None if absent."""
+    """Per-band wavelength/FWHM/bbl from default-domain or IMAGERY tags; None if absent.
+
+    A tag present on some bands only, or holding something other than one number, is an
+    :class:`InvalidSceneError` (never a silent partial read).
+    """
     n = src.count
     tags = [src.tags(b) for b in range(1, n + 1)]
     name = src.name
-    if all("wavelength" in t for t in tags):
-        wl = np.array([parse_floats([t["wavelength"]], "wavelength", name)[0] for t in tags])
+    wl = _band_floats(tags, "wavelength", name)
+    if wl is not None:
         units = tags[0].get("wavelength_units")
         wl_nm = to_nm(wl, units, name)
-        fw = (to_nm(np.array([float(t["fwhm"]) for t in tags]), units, name)
-              if all("fwhm" in t for t in tags) else np.full(n, np.nan))
-        gb = (np.array([t["bbl"].strip() not in ("0", "0.0", "false") for t in tags])
-              if all("bbl" in t for t in tags) else np.ones(n, bool))
-        if all("good_band" in t for t in tags):
-            gb &= np.array([t["good_band"].lower() == "true" for t in tags])
+        fw = _band_floats(tags, "fwhm", name)
+        fw = to_nm(fw, units, name) if fw is not None else np.full(n, np.nan)
+        bbl = _band_flags(tags, "bbl", name)
+        gb = (np.array([v not in ("0", "0.0", "false") for v in bbl]) if bbl is not None
+              else np.ones(n, bool))
+        good = _band_flags(tags, "good_band", name)
+        if good is not None:
+            gb &= np.array([v == "true" for v in good])
         return BandInfo(wl_nm, fw, gb)
     imagery = [src.tags(b, ns="IMAGERY") for b in range(1, n + 1)]
-    if all("CENTRAL_WAVELENGTH_UM" in t for t in imagery):
-        wl = np.array([float(t["CENTRAL_WAVELENGTH_UM"]) for t in imagery]) * 1000.0
-        fw = (np.array([float(t["FWHM_UM"]) for t in imagery]) * 1000.0
-              if all("FWHM_UM" in t for t in imagery) else np.full(n, np.nan))
-        return BandInfo(wl, fw, np.ones(n, bool))
+    wl = _band_floats(imagery, "CENTRAL_WAVELENGTH_UM", name)
+    if wl is not None:
+        fw = _band_floats(imagery, "FWHM_UM", name)
+        return BandInfo(wl * 1000.0, fw * 1000.0 if fw is not None else np.full(n, np.nan),
+                        np.ones(n, bool))
     return None
 
 
@@ -58,7 +107,8 @@ def raster_scaling(src: rasterio.io.DatasetReader) -> tuple[np.ndarray | None,
     gain = None if np.all(scales == 1) else scales
     offset = None if np.all(offsets == 0) else offsets
     tags = {k.lower(): v for k, v in src.tags().items()}
-    factor = float(tags.get("reflectance_scale_factor", 1.0) or 1.0)
+    factor = parse_scale_factor(tags.get("reflectance_scale_factor"), src.name,
+                                "reflectance_scale_factor tag")
     return gain, offset, factor
 
 

@@ -69,6 +69,8 @@ class Detector:
 def _read_detector(delivery: Delivery, files: Gf5Files, name: str) -> Detector:
     """Header, RPCs, RadCal and Spectralresponse of one detector (no pixels read)."""
     path, label = delivery.gdal_path(files.image[name]), delivery.label(files.image[name])
+    if files.rpb.get(name) is not None:  # GDAL reads it with the image: bound its size first
+        delivery.read_bytes(files.rpb[name], "RPC file (.rpb)")
     try:
         with warnings.catch_warnings():  # no RPCs is reported below, more precisely
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -86,13 +88,12 @@ def _read_detector(delivery: Delivery, files: Gf5Files, name: str) -> Detector:
             "numbers"
         )
     radcal = delivery.label(files.radcal[name])
-    gain, offset = parse_radcal(
-        decode_text(delivery.read_bytes(files.radcal[name]), radcal), radcal, count, label
-    )
+    radcal_text = decode_text(delivery.read_bytes(files.radcal[name], "RadCal file"), radcal)
+    gain, offset = parse_radcal(radcal_text, radcal, count, label)
     srf = delivery.label(files.spectral[name])
-    wavelength, fwhm = parse_spectral_response(
-        decode_text(delivery.read_bytes(files.spectral[name]), srf), srf, count, label
-    )
+    srf_text = decode_text(delivery.read_bytes(files.spectral[name], "Spectralresponse file"),
+                           srf)
+    wavelength, fwhm = parse_spectral_response(srf_text, srf, count, label)
     return Detector(name, path, label, count, shape, rpcs, gain, offset, wavelength, fwhm)
 
 
@@ -221,6 +222,7 @@ class Gf5AhsiReader(SceneReader):
             attrs["rpcs_swir"] = sw.rpcs
         if files.xml is not None:
             xml = delivery.label(files.xml)
-            attrs.update(parse_product_xml(delivery.read_bytes(files.xml), xml))
+            raw = delivery.read_bytes(files.xml, "product XML")
+            attrs.update(parse_product_xml(raw, xml))
             sources.append(xml)
         return attrs

@@ -26,10 +26,20 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from hsu_geo.errors import InvalidSceneError, SceneNotFoundError
+from hsu_geo.safe_io import (
+    TABLE_LIMIT,
+    link_leaves,
+    read_capped,
+    read_small_file,
+    sidecar_limit,
+    too_large,
+)
 
 ARCHIVE_SUFFIXES = {".tar": "tar", ".tar.gz": "tar.gz", ".tgz": "tar.gz", ".zip": "zip"}
 _GDAL_PREFIX = {"tar": "/vsitar/", "zip": "/vsizip/"}
 _TEXT_CACHE_BYTES = 4 * 1024 * 1024  # tar members up to this size are kept from the listing pass
+_TEXT_CACHE_TOTAL = 32 * 1024 * 1024  # ... up to this much in all
+_TEXT_SUFFIXES = (".raw", ".xml", ".rpb", ".txt")
 _UNPACKED: dict[tuple[str, int, int], Path] = {}  # (archive, size, mtime_ns) -> scratch folder
 
 
@@ -40,6 +50,67 @@ def archive_kind(path: Path) -> str | None:
         if lower.endswith(suffix):
             return ARCHIVE_SUFFIXES[suffix]
     return None
+
+
+#: leading bytes of compressed or archive formats (tar is recognised by its header instead)
+_MAGIC = ((b"\x1f\x8b", "tar.gz"), (b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"),
+          (b"PK\x07\x08", "zip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"),
+          (b"\x28\xb5\x2f\xfd", "zstd"), (b"7z\xbc\xaf\x27\x1c", "7z"), (b"Rar!", "rar"))
+_SUFFIX_OF = {"tar": ".tar", "tar.gz": ".tar.gz", "zip": ".zip"}
+
+
+def sniff_archive(path: Path) -> str | None:
+    """What the file holds, from its first bytes: ``"tar"``, ``"tar.gz"`` (any gzip),
+    ``"zip"``, another compression (``"bzip2"``, ``"xz"``, ``"zstd"``, ``"7z"``, ``"rar"``) or
+    None (none of these). Reads 512 bytes."""
+    with open(path, "rb") as fh:
+        head = fh.read(tarfile.BLOCKSIZE)
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    if len(head) == tarfile.BLOCKSIZE:
+        if head[257:262] == b"ustar" or not head.strip(b"\0"):
+            return "tar"
+        try:
+            tarfile.TarInfo.frombuf(head, "utf-8", "surrogateescape")  # checks the checksum
+        except tarfile.HeaderError:
+            return None
+        return "tar"
+    return None
+
+
+def check_archive_content(path: Path) -> str:
+    """The archive kind of ``path`` (from its name) after checking its first bytes agree.
+
+    A misnamed file (a gzip named ``.tar``, a tar named ``.zip``, ...) is an
+    :class:`InvalidSceneError` naming the real content and the name to give it, so it is never
+    handed to a reader (or to GDAL) that would misread it.
+    """
+    kind = archive_kind(path)
+    if kind is None:
+        raise InvalidSceneError(f"{path}: not a folder, .tar, .tar.gz, .tgz or .zip")
+    try:
+        actual = sniff_archive(path)
+    except OSError as exc:
+        raise InvalidSceneError(f"{path}: cannot read the archive ({exc.strerror or exc})") \
+            from None
+    if actual == kind:
+        return kind
+    named = f".{path.name.lower().rsplit('.', 1)[-1]}"
+    if named == ".gz":
+        named = ".tar.gz"
+    if actual in _SUFFIX_OF:
+        fixed = strip_archive_suffix(path.name) + _SUFFIX_OF[actual]
+        what = "gzip-compressed (a .tar.gz)" if actual == "tar.gz" else f"a {actual} archive"
+        raise InvalidSceneError(
+            f"{path}: named {named} but the content is {what}; rename it to {fixed}")
+    if actual is not None:
+        raise InvalidSceneError(
+            f"{path}: named {named} but the content is {actual}-compressed, which hsu-geo does "
+            "not read; repack it as .tar, .tar.gz or .zip")
+    raise InvalidSceneError(
+        f"{path}: named {named} but the content is not a {kind} archive (no {kind} header or "
+        "signature at its start); download or pack it again")
 
 
 def strip_archive_suffix(name: str) -> str:
@@ -89,20 +160,33 @@ class Delivery:
             return str(self.source / member)
         return f"{self.source}/{member}"
 
-    def read_bytes(self, member: str) -> bytes:
-        """The content of a (small, text) member."""
+    def read_bytes(self, member: str, what: str = "sidecar file") -> bytes:
+        """The content of a small text member, refused beyond its cap
+        (:func:`hsu_geo.safe_io.sidecar_limit`, e.g. 32 MiB for XML) before it is read."""
+        limit = sidecar_limit(member) or TABLE_LIMIT
+        label = self.label(member)
         if member in self.cached:
-            return self.cached[member]
+            data = self.cached[member]
+            if len(data) > limit:
+                raise too_large(label, what, len(data), limit)
+            return data
         if self.root is not None:
-            return (self.root / member).read_bytes()
+            return read_small_file(self.root / member, limit, what)
         if self.kind == "zip":
             with zipfile.ZipFile(self.source) as zf:
-                return zf.read(member)
-        with tarfile.open(self.source) as tf:
-            fobj = tf.extractfile(member)
+                info = zf.getinfo(member)
+                if info.file_size > limit:
+                    raise too_large(label, what, info.file_size, limit)
+                with zf.open(info) as fh:
+                    return read_capped(fh, limit, label, what)
+        with tarfile.open(self.source, "r:") as tf:
+            tinfo = tf.getmember(member)
+            if tinfo.size > limit:
+                raise too_large(label, what, tinfo.size, limit)
+            fobj = tf.extractfile(tinfo)
             if fobj is None:
-                raise InvalidSceneError(f"{self.label(member)}: not a regular file")
-            return fobj.read()
+                raise InvalidSceneError(f"{label}: not a regular file")
+            return read_capped(fobj, limit, label, what)
 
     def find(self, patterns: tuple[str, ...]) -> list[str]:
         """Members whose base name matches any of the glob ``patterns`` (case-insensitive)."""
@@ -117,7 +201,7 @@ def open_delivery(path: Path) -> Delivery:
         raise SceneNotFoundError(f"{path}: no such file or folder")
     if path.is_dir():
         return Delivery(path, "folder", folder_members(path), root=path)
-    kind = archive_kind(path)
+    kind = check_archive_content(path) if archive_kind(path) is not None else None
     if kind == "zip":
         return _zip_delivery(path)
     if kind == "tar":
@@ -128,9 +212,15 @@ def open_delivery(path: Path) -> Delivery:
 
 
 def folder_members(root: Path, depth: int = 1) -> tuple[str, ...]:
-    """Regular files under ``root`` at most ``depth`` folders down, as sorted posix paths."""
+    """Regular files under ``root`` at most ``depth`` folders down, as sorted posix paths.
+
+    Symbolic links whose target lies outside ``root`` are left out: a delivery's files are
+    the ones in its folder, never a file elsewhere on the machine a link points to.
+    """
     found = []
     for child in sorted(root.iterdir()):
+        if link_leaves(child, root):
+            continue
         if child.is_file():
             found.append(child.name)
         elif child.is_dir() and depth > 0:
@@ -150,16 +240,20 @@ def _zip_delivery(path: Path) -> Delivery:
 def _tar_delivery(path: Path) -> Delivery:
     members: list[str] = []
     cached: dict[str, bytes] = {}
+    total = 0
     try:
-        with tarfile.open(path) as tf:
+        with tarfile.open(path, "r:") as tf:
             for info in tf:
                 name = info.name.removeprefix("./")
                 if not info.isfile() or not _kept(name):
                     continue
                 members.append(name)
-                if info.size <= _TEXT_CACHE_BYTES:
+                # only text sidecars, and at most _TEXT_CACHE_TOTAL of them in all
+                if info.size <= _TEXT_CACHE_BYTES and name.lower().endswith(_TEXT_SUFFIXES) \
+                        and total + info.size <= _TEXT_CACHE_TOTAL:
                     fobj = tf.extractfile(info)
-                    cached[name] = fobj.read() if fobj is not None else b""
+                    cached[name] = fobj.read(info.size) if fobj is not None else b""
+                    total += len(cached[name])
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise InvalidSceneError(f"{path}: unreadable tar archive ({exc})") from None
     return Delivery(path, "tar", tuple(sorted(members)), cached=cached)

@@ -56,8 +56,10 @@ def numeric_table(text: str, label: str) -> np.ndarray:
         try:
             values = [float(f) for f in fields]
         except ValueError:
+            # the line itself is not echoed: a misnamed or linked file may hold anything
             raise InvalidSceneError(
-                f"{label}: line {lineno} is not numeric: {line.strip()[:60]!r}"
+                f"{label}: line {lineno} is not numeric (expected numbers separated by commas, "
+                "tabs or spaces); check that this is the right file"
             ) from None
         if not all(np.isfinite(values)):
             raise InvalidSceneError(f"{label}: line {lineno} holds a non-finite value")

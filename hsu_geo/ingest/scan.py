@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from hsu_geo.errors import InvalidSceneError
+from hsu_geo.errors import ConfigError, InvalidSceneError
 
 
 @dataclass
@@ -55,6 +55,10 @@ class BandStats:
             self.pixels + other.pixels,
         )
 
+
+#: most memory the pixel sample may take (float32 pixels x bands): 4 GiB, i.e. 100,000 pixels
+#: (the default sample) of up to ~10,000 bands, or 2.5 million pixels of 425 bands
+SAMPLE_BYTES_LIMIT = 4 * 2**30
 
 #: rows per slab when accumulating statistics (bounds temporaries to a slab, not a chunk)
 SLAB_ROWS = 32
@@ -115,16 +119,26 @@ def scan_cube(cube: xr.DataArray, n_sample: int, seed: int = 0) -> tuple[np.ndar
 
     Pixels are sampled from every chunk in proportion to its area among pixels with at least
     one finite band; rows may still hold NaN in some bands (bad bands are decided afterwards).
+    A sample over :data:`SAMPLE_BYTES_LIMIT` is refused before anything is read.
     """
     data = cube.data
     total = data.shape[1] * data.shape[2]
+    need = min(n_sample, total) * data.shape[0] * 4
+    if need > SAMPLE_BYTES_LIMIT:
+        fit = max(1, SAMPLE_BYTES_LIMIT // (4 * data.shape[0]))
+        raise ConfigError(
+            f"--sample-size {n_sample}: a sample of {min(n_sample, total)} pixels x "
+            f"{data.shape[0]} bands needs {need / 2**30:.1f} GiB, more than the "
+            f"{SAMPLE_BYTES_LIMIT / 2**30:.0f} GiB allowed; use --sample-size {fit} or less")
     n_x = len(data.chunks[2])
 
     def scan(block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
         j, i = block_info[0]["chunk-location"][1:]
         quota = max(1, math.ceil(n_sample * block.shape[1] * block.shape[2] / total))
         out = np.empty((1, 1, 1), dtype=object)
-        out[0, 0, 0] = _scan_block(block, quota, seed * 1_000_003 + j * 10_007 + i)
+        with np.errstate(over="ignore"):  # values near float32 overflow: refused later,
+            # by check_magnitudes, with a message (not a RuntimeWarning)
+            out[0, 0, 0] = _scan_block(block, quota, seed * 1_000_003 + j * 10_007 + i)
         return out
 
     # map_blocks (not dask.delayed) so each chunk's read fuses with its scan into one task:
@@ -146,6 +160,41 @@ def scan_cube(cube: xr.DataArray, n_sample: int, seed: int = 0) -> tuple[np.ndar
             "nodata value or the file"
         )
     return sample.astype("float32", copy=False), stats
+
+
+#: no reflectance or radiance comes near this magnitude; beyond it values are an undeclared fill
+#: value, a wrong scale, or close enough to float32 overflow (3.4e38) to break the arithmetic
+MAX_PLAUSIBLE = 1e10
+
+
+def check_magnitudes(stats: BandStats, keep: np.ndarray, cube: xr.DataArray) -> None:
+    """Refuse infinite or implausibly large values (``|x| > MAX_PLAUSIBLE``) in the kept bands.
+
+    Args:
+        stats: full-scene statistics of ``cube`` from :func:`scan_cube`.
+        keep: 0-based indexes of the bands that will be unmixed.
+    """
+    keep = np.asarray(keep, dtype=int)
+    with np.errstate(invalid="ignore"):
+        lo, hi = stats.minimum[keep], stats.maximum[keep]
+        peak = np.fmax(np.abs(lo), np.abs(hi))
+    bad = np.flatnonzero(peak > MAX_PLAUSIBLE)  # NaN (an empty band) compares False
+    if bad.size == 0:
+        return
+    i = int(bad[np.argmax(peak[bad])])
+    value = hi[i] if abs(hi[i]) >= abs(lo[i]) else lo[i]
+    b = keep[i]
+    where = (f"band {int(cube['band'].values[b])} "
+             f"({float(cube['wavelength'].values[b]):.1f} nm)")
+    more = f" and {bad.size - 1} more bands" if bad.size > 1 else ""
+    what = "infinite values" if not np.isfinite(value) else f"values up to {value:.3g}"
+    raise InvalidSceneError(
+        f"{cube.attrs.get('product_id', 'scene')}: {where}{more} "
+        f"{'hold' if bad.size > 1 else 'holds'} {what}, far beyond any "
+        f"reflectance or radiance (|value| > {MAX_PLAUSIBLE:g}); if that is a fill value, "
+        "declare it as nodata (GeoTIFF nodata or ENVI 'data ignore value'), else set the "
+        "reflectance scale factor the values were multiplied by"
+    )
 
 
 def valid_rows(sample: np.ndarray) -> np.ndarray:

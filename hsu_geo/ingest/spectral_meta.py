@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 import spectral.io.envi as envi
 
 from hsu_geo.errors import InvalidSceneError
+from hsu_geo.safe_io import HEADER_LIMIT, TABLE_LIMIT, check_regular_file, read_small_text
 
 _UM_UNITS = {"micrometers", "micrometer", "microns", "micron", "um", "µm"}
 _NM_UNITS = {"nanometers", "nanometer", "nm"}
@@ -60,10 +62,15 @@ def parse_floats(values: Sequence[str] | str, what: str, source: str) -> np.ndar
     """Parse a list (or ENVI ``{a, b}`` string) of numbers, with a clear error."""
     if isinstance(values, str):
         values = values.strip().strip("{}").split(",")
-    try:
-        return np.array([float(str(v).strip()) for v in values], dtype="float64")
-    except ValueError as exc:
-        raise InvalidSceneError(f"{source}: {what} holds a non-numeric value ({exc})") from None
+    out = np.empty(len(values), dtype="float64")
+    for i, v in enumerate(values):
+        try:
+            out[i] = float(str(v).strip())
+        except ValueError:
+            # the value is not echoed: a mistaken or linked file may hold anything
+            raise InvalidSceneError(f"{source}: {what} holds a non-numeric value (entry "
+                                    f"{i + 1}); give numbers only") from None
+    return out
 
 
 def check_wavelengths(wl: np.ndarray, n_bands: int, source: str, increasing: bool = True) -> None:
@@ -83,13 +90,56 @@ def check_wavelengths(wl: np.ndarray, n_bands: int, source: str, increasing: boo
         )
 
 
+def check_band_info(info: BandInfo, n_bands: int, source: str,
+                    fix: str = "fix the metadata, or pass --wavelengths FILE with one row "
+                               "per band") -> None:
+    """Fail unless wavelengths, FWHM and bad-band flags each have exactly ``n_bands`` entries."""
+    for what, values in (("wavelengths", info.wavelength), ("fwhm values", info.fwhm),
+                         ("bad-band (bbl) entries", info.good_band)):
+        if np.size(values) != n_bands:
+            raise InvalidSceneError(
+                f"{source}: {np.size(values)} {what} for {n_bands} bands; give exactly one per "
+                f"band ({fix})"
+            )
+
+
+def parse_scale_factor(value: object, source: str,
+                       name: str = "reflectance scale factor") -> float:
+    """A reflectance scale factor (values are divided by it) as a positive finite number.
+
+    ``None`` or an empty value means 1; anything else that is not one positive finite number
+    is an :class:`InvalidSceneError` naming the value and the fix.
+    """
+    if value is None or str(value).strip() == "":
+        return 1.0
+    text = str(value).strip()
+    fix = ("set it to the one number the values were multiplied by (e.g. 10000), or remove "
+           "it if they are stored unscaled")
+    try:
+        factor = float(text)
+    except ValueError:
+        shown = text if len(text) <= 24 else text[:24] + "…"  # bounded, one line (repr)
+        raise InvalidSceneError(f"{source}: {name} {shown!r} is not a single number; "
+                                f"{fix}") from None
+    if not math.isfinite(factor) or factor <= 0:
+        raise InvalidSceneError(f"{source}: {name} is {text}, but values are divided by it so "
+                                f"it must be a positive number; {fix}")
+    return factor
+
+
 def read_wavelength_file(path: Path, n_bands: int) -> BandInfo:
-    """Read a ``--wavelengths`` override file (CSV, text table or ENVI .hdr) for ``n_bands``."""
+    """Read a ``--wavelengths`` override file (CSV, text table or ENVI .hdr) for ``n_bands``.
+
+    The file must be a regular file within :data:`hsu_geo.safe_io.HEADER_LIMIT` (``.hdr``) or
+    :data:`~hsu_geo.safe_io.TABLE_LIMIT` (tables), checked before it is read.
+    """
     if path.suffix.lower() == ".hdr":
+        check_regular_file(path, HEADER_LIMIT, "wavelength file (--wavelengths)")
         info = _from_envi_header(path)
     else:
         info = _from_table(path)
     check_wavelengths(info.wavelength, n_bands, str(path), increasing=False)
+    check_band_info(info, n_bands, str(path), fix="give one row per band")
     return info
 
 
@@ -110,7 +160,8 @@ def _from_envi_header(path: Path) -> BandInfo:
 
 
 def _from_table(path: Path) -> BandInfo:
-    text = path.read_text(encoding="utf-8-sig").strip().splitlines()
+    text = read_small_text(path, TABLE_LIMIT, "wavelength file (--wavelengths)"
+                           ).strip().splitlines()
     if not text:
         raise InvalidSceneError(f"{path}: the wavelength file is empty")
     first = text[0].replace(",", " ").split()

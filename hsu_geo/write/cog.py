@@ -23,9 +23,11 @@ the raster's width, not its area (about +50 MiB for 3 x 4000 x 4000 float32, mea
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import math
 import os
+import shutil
 import sys
 import threading
 import warnings
@@ -375,12 +377,38 @@ def write_cogs(items: Sequence[tuple[RasterSpec, Path]], grid: SourceGrid, *,
                     native.unlink()
                     source = tmp
                 rasterio.shutil.copy(source, path, driver="COG", **COG_OPTIONS)
+    except Exception as exc:
+        full = _disk_full(exc, Path(items[0][1]).parent) if items else None
+        if full is None:
+            raise
+        raise full from exc
     finally:
         for scratch in (*natives, *warped):
             for f in (scratch, scratch.with_name(scratch.name + ".aux.xml")):
                 with contextlib.suppress(OSError):
                     f.unlink()
     return target
+
+
+#: when GDAL fails to write and less than this is free, the disk counts as full: GDAL reports
+#: only "Write failed" / "Write error at scanline", and a failed tile or overview write can
+#: leave several MiB free (512 x 512 x bands x 4 bytes per tile; measured on a full tmpfs)
+FULL_DISK_BYTES = 256 << 20
+
+
+def _disk_full(exc: BaseException, folder: Path) -> OSError | None:
+    """An ENOSPC :class:`OSError` for a failed write into ``folder`` when its file system is
+    (nearly) full, measured before the scratch files are deleted; None otherwise."""
+    if isinstance(exc, HsuGeoError) or "read failed" in str(exc).lower():
+        return None  # our own errors, and failures reading the input scene
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return None
+    if free >= FULL_DISK_BYTES:
+        return None
+    return OSError(errno.ENOSPC, f"No space left on device ({free / 2**20:.1f} MiB free)",
+                   str(folder))
 
 
 @contextlib.contextmanager

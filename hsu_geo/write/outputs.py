@@ -2,16 +2,19 @@
 
 For scene id ``S`` and model ``M`` in ``out_dir``: ``S_M_abundance.tif`` (COG, band k =
 endmember k), ``S_M_rmse.tif``, ``S_M_endmembers.csv``, ``S_M_endmembers.sli`` + ``.hdr``,
-``S_M_abundance.qml``, ``S_M_quicklook.png`` and, renamed last, ``S_M_run.json``. Every name is
+``S_M_abundance.qml``, ``S_M_quicklook.png``, ``S_M_brightness.tif`` when the model fits a
+per-pixel brightness (fcls with library endmembers), and ``S_M_run.json``. Every name is
 checked before anything is computed; all files are written under temporary names and renamed
 only when every one is complete.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,23 +42,131 @@ SUFFIXES: dict[str, str] = {
     "quicklook": "quicklook.png",
     "run": "run.json",
 }
+#: outputs written only when the result has them (result variable = key)
+OPTIONAL: dict[str, str] = {"brightness": "brightness.tif"}
 #: result attrs copied into the COGs' dataset metadata when present
 _ATTR_TAGS = {"product_id": "SOURCE_PRODUCT", "sensor": "SOURCE_SENSOR",
               "acquisition_time": "ACQUISITION_TIME", "bad_bands": "BAD_BANDS",
               "quantity": "SOURCE_QUANTITY"}
 
 
-def output_names(scene_id: str, model: str) -> dict[str, str]:
-    """File names of every output, keyed like :data:`SUFFIXES`."""
+def output_names(scene_id: str, model: str, optional: tuple[str, ...] = ()
+                 ) -> dict[str, str]:
+    """File names of every output, keyed like :data:`SUFFIXES` (plus the ``optional`` keys of
+    :data:`OPTIONAL` asked for, before ``run``)."""
     for label, value in (("scene id", scene_id), ("model", model)):
         if not value or any(c in value for c in "/\\\0") or value in (".", ".."):
             raise OutputError(f"{label} {value!r} cannot be part of a file name; rename it")
-    return {key: f"{scene_id}_{model}_{suffix}" for key, suffix in SUFFIXES.items()}
+    suffixes = {k: v for k, v in SUFFIXES.items() if k != "run"}
+    suffixes.update({k: OPTIONAL[k] for k in optional})
+    suffixes["run"] = SUFFIXES["run"]
+    return {key: f"{scene_id}_{model}_{suffix}" for key, suffix in suffixes.items()}
 
 
-def output_paths(out_dir: str | os.PathLike[str], scene_id: str, model: str) -> dict[str, Path]:
+def output_paths(out_dir: str | os.PathLike[str], scene_id: str, model: str,
+                 optional: tuple[str, ...] = ()) -> dict[str, Path]:
     """Final paths of every output (for up-front checks and messages)."""
-    return {k: Path(out_dir) / n for k, n in output_names(scene_id, model).items()}
+    return {k: Path(out_dir) / n for k, n in output_names(scene_id, model, optional).items()}
+
+
+#: longest file name (bytes) when the file system cannot be asked (ext4, XFS, APFS, NTFS)
+NAME_MAX = 255
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name in bytes that the file system holding ``folder`` allows."""
+    probe = folder
+    while not os.path.exists(probe) and probe.parent != probe:
+        probe = probe.parent
+    try:
+        limit = int(os.pathconf(probe, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):  # no pathconf on Windows
+        return NAME_MAX
+    return limit if limit > 0 else NAME_MAX
+
+
+def _shown(name: str) -> str:
+    return name if len(name) <= 60 else f"{name[:32]}…{name[-24:]}"
+
+
+def check_name_lengths(out_dir: str | os.PathLike[str], names: list[str]) -> None:
+    """Refuse, before anything is computed, names the file system cannot hold.
+
+    Checks the output folder's own name (when it does not exist yet: batch names scene folders
+    after the scene) and, for every final name, each name written on the way to it: the
+    transaction's staging names and the COG writer's scratch files.
+    """
+    from hsu_geo.write.cog import _scratch
+
+    folder = Path(out_dir)
+    limit = _name_max(folder)
+    size = len(os.fsencode(folder.name))
+    if size > limit and not os.path.exists(folder):
+        raise OutputError(
+            f"output folder name {_shown(folder.name)} has {size} bytes, more than the {limit} "
+            "this file system allows; choose a shorter -o (batch names a scene's folder after "
+            "the scene: rename the scene file)")
+    tx = OutputTransaction(folder, list(names))
+    for name in names:
+        temp = tx.temp(name)
+        written = [name, *temp.relative_to(folder).parts]
+        if temp.suffix.lower() == ".tif":
+            written += [_scratch(temp, kind).name for kind in ("native", "warped")]
+        longest = max(written, key=lambda n: len(os.fsencode(n)))
+        size = len(os.fsencode(longest))
+        if size > limit:
+            raise OutputError(
+                f"output name {_shown(name)} is too long: writing it needs the file name "
+                f"{_shown(longest)} of {size} bytes, more than the {limit} this file system "
+                f"allows; rename the scene file (or use a shorter model name) so that names "
+                f"are at least {size - limit} byte{'s' if size - limit > 1 else ''} shorter")
+
+
+#: errno values meaning the output file system is full (disk or quota)
+_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def output_error_for(exc: BaseException, out_dir: Path, names: list[str]) -> OutputError | None:
+    """The one-line :class:`OutputError` for ``exc`` raised while writing ``names`` into
+    ``out_dir``; None when ``exc`` is no write failure (our own errors, input read errors).
+
+    A full disk is ENOSPC/EDQUOT anywhere in the exception chain (the COG writer turns GDAL's
+    bare "Write failed" on a full disk into ENOSPC); other GDAL write errors and errors naming
+    an output file are reported as a failed write.
+    """
+    if isinstance(exc, HsuGeoError):
+        return None
+    chain: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in chain:
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    text = " ".join(str(e) for e in chain)
+    if any(isinstance(e, OSError) and e.errno in _FULL for e in chain) \
+            or "no space left" in text.lower():
+        return OutputError(f"no space left on device writing {out_dir}; free space or choose "
+                           "another -o")
+    ours = any(os.path.splitext(n)[0] in text for n in names)
+    gdal_write = "write" in text.lower() and any(
+        type(e).__module__.startswith("rasterio") for e in chain)
+    if not (ours or gdal_write):
+        return None
+    detail = (str(exc).splitlines() or [type(exc).__name__])[0]
+    return OutputError(f"cannot write the outputs in {out_dir} ({detail}); check free space "
+                       "and permissions, or choose another -o")
+
+
+@contextlib.contextmanager
+def write_errors(out_dir: Path, names: list[str]) -> Iterator[None]:
+    """Turn a failed write of ``names`` in ``out_dir`` (full disk, GDAL write error) into one
+    :class:`OutputError`; other exceptions pass unchanged."""
+    try:
+        yield
+    except Exception as exc:
+        err = output_error_for(exc, out_dir, names)
+        if err is None:
+            raise
+        raise err from exc
 
 
 def _check_result(result: xr.Dataset) -> None:
@@ -110,7 +221,7 @@ def write_outputs(
     and ``overwrite`` is False.
     """
     _check_result(result)
-    names = output_names(scene_id, model)
+    names = output_names(scene_id, model, tuple(k for k in OPTIONAL if k in result.data_vars))
     endmembers = [str(n) for n in result["endmember"].values]
     spectra = np.asarray(result["endmember_spectrum"].values, dtype="float32")
     wavelength = np.asarray(result["wavelength"].values, dtype="float64")
@@ -131,13 +242,18 @@ def write_outputs(
     grid = source_grid(result["abundance"].assign_attrs(result.attrs), rpc_options=rpc_options)
     timings: dict[str, float] = {}
 
-    with OutputTransaction(out_dir, list(names.values()), overwrite=overwrite) as tx:
+    with OutputTransaction(out_dir, list(names.values()), overwrite=overwrite) as tx, \
+            write_errors(Path(out_dir), list(names.values())):
         def tmp(key: str) -> Path:
             return tx.temp(names[key])
 
         t0 = time.perf_counter()
-        target = write_cogs([(abundance, tmp("abundance")), (rmse, tmp("rmse"))], grid,
-                            progress=progress)
+        rasters = [(abundance, tmp("abundance")), (rmse, tmp("rmse"))]
+        if "brightness" in names:
+            rasters.append((RasterSpec(
+                _lazy(result["brightness"])[None], ["brightness"], [], units="factor",
+                tags={**tags, "HSU_PRODUCT": "brightness"}), tmp("brightness")))
+        target = write_cogs(rasters, grid, progress=progress)
         timings["write_rasters"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()

@@ -111,7 +111,7 @@ def test_sigkill_mid_batch_then_rerun_matches_an_uninterrupted_run(tmp_path: Pat
             time.sleep(0.005)
         wait_for_half_file = time.monotonic() + 3
         while time.monotonic() < wait_for_half_file and proc.poll() is None:
-            half_files = list(out.glob("s*/.*part-*"))
+            half_files = list(out.glob("s*/.hsu-geo-txn-*/new/*"))
             if half_files:  # kill while the next scene's files are being written
                 break
             time.sleep(0.002)
@@ -131,7 +131,7 @@ def test_sigkill_mid_batch_then_rerun_matches_an_uninterrupted_run(tmp_path: Pat
     for i in range(4):
         names = sorted(p.name for p in (out / f"s{i}").iterdir())
         assert names == sorted(p.name for p in (reference / f"s{i}").iterdir())
-    assert not list(out.rglob("*.part-*")) and not (out / SCRATCH).exists()
+    assert not list(out.rglob(".hsu-geo-txn-*")) and not (out / SCRATCH).exists()
     record = json.loads((out / RECORD).read_text())
     assert [e["scene_id"] for e in record["scenes"]] == ["s0", "s1", "s2", "s3"]
     assert record["scenes"][0].get("reused") is True  # s0 was kept, not redone

@@ -91,7 +91,6 @@ def test_existing_outputs_are_kept_without_overwrite(tmp_path):
     (("-m", "nosuchmodel"), "fcls"),
     (("--extractor", "nosuch"), "vca"),
     (("-k", "5000"), "-k 5000"),
-    (("-k", "many"), "whole number"),
     (("--device", "tpu"), "cpu"),
     (("--set", "oops"), "key=value"),
     (("--library", "usgs:unobtainium"), "unobtainium"),

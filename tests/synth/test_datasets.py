@@ -56,7 +56,7 @@ def test_nine_datasets_and_index(nine):
     entry = index["datasets"]["pnmm_snr20"]
     assert entry["seed"] == 7 and entry["b_range"] == [-0.3, 0.3]
     assert entry["files"]["scene"] == "pnmm_snr20/scene.tif"
-    assert not list(out.rglob(".*part-*"))
+    assert not list(out.rglob(".hsu-geo*"))
 
 
 def test_mat_variables_have_the_papers_names_and_shapes(nine):

@@ -128,7 +128,7 @@ def test_failure_during_compute_keeps_old_outputs(tmp_path: Path, fakes) -> None
     with pytest.raises(RuntimeError, match="model crashed"):
         write_outputs(bad, tmp_path, "S", "fcls", overwrite=True)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
-    assert not [p for p in tmp_path.iterdir() if ".part-" in p.name]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".hsu-geo")]
 
 
 def test_unwritable_directory(tmp_path: Path, fakes) -> None:
