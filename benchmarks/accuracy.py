@@ -160,22 +160,21 @@ PUBLISHED: tuple[Published, ...] = (
 #: does not define either (its RMSE is printed as a reconstruction formula, its SAD magnitudes
 #: do not fit endmember SAD in radians): shown beside ours, never converted.
 _CRESDAE_ORDER = tuple(f"{m}_snr{s}" for s in SNRS for m in MIXINGS)
-_CRESDAE_ROWS = {
-    "RMSE": {
-        "linear_ae": (0.3712, 0.3317, 0.3590, 0.3385, 0.3494, 0.3777, 0.3495, 0.3566, 0.3074),
-        "nae": (0.1819, 0.2049, 0.1286, 0.1664, 0.1707, 0.1912, 0.1436, 0.1300, 0.1643),
-        "cresdae": (0.1658, 0.1741, 0.1737, 0.1566, 0.1660, 0.1332, 0.1402, 0.1645, 0.1408),
-    },
-    "SAD": {
-        "linear_ae": (1.1355, 0.9767, 1.1080, 1.0007, 1.0534, 1.1462, 1.0591, 1.0671, 0.9697),
-        "nae": (0.2808, 0.4291, 0.2524, 0.3332, 0.3351, 0.3995, 0.2874, 0.2472, 0.3892),
-        "cresdae": (0.2696, 0.2909, 0.2879, 0.2573, 0.2762, 0.2021, 0.2894, 0.2740, 0.2856),
-    },
-}
-CRESDAE_PAPER: dict[str, dict[str, dict[str, float]]] = {
-    metric: {m: dict(zip(_CRESDAE_ORDER, vals, strict=True)) for m, vals in rows.items()}
-    for metric, rows in _CRESDAE_ROWS.items()
-}
+
+
+def _cresdae_paper() -> dict[str, dict[str, dict[str, float]]]:
+    """Tables 3-4 of the CResDAE paper, as transcribed once in ``paper_cresdae.py``:
+    ``{"RMSE"|"SAD": {method: {dataset: value}}}``."""
+    import importlib.util
+
+    path = Path(__file__).with_name("paper_cresdae.py")
+    spec = importlib.util.spec_from_file_location("paper_cresdae", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {"RMSE": module.PAPER["rmse"], "SAD": module.PAPER["sad"]}
+
+
+CRESDAE_PAPER = _cresdae_paper()
 
 
 # ---- memory ------------------------------------------------------------------------------------

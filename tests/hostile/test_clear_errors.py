@@ -13,36 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from click.testing import CliRunner
 from rasterio._err import CPLE_AppDefinedError
 from rasterio.errors import RasterioIOError
 
 import hsu_geo.ingest.scan
 import hsu_geo.write.outputs
-from hsu_geo.cli.main import cli
 from hsu_geo.errors import OutputError
 from hsu_geo.write import cog
 from hsu_geo.write.outputs import check_name_lengths, output_error_for
+from tests.hostile.helpers import assert_nothing_written, invoke, one_line_error
 from tests.ingest.fakes import write_envi, write_geotiff
 from tests.unmix.scenes import linear_scene, write_scene
-
-
-def invoke(*args: object):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def one_line_error(result) -> str:
-    """The single ``Error:`` line of a failed run (exit 1, no traceback, not internal)."""
-    assert result.exit_code == 1, result.output
-    lines = [ln for ln in result.stderr.strip().splitlines() if ln.strip()]
-    assert lines and lines[-1].startswith("Error:"), result.stderr
-    assert "Traceback" not in result.stderr and "internal error" not in lines[-1]
-    return lines[-1]
-
-
-def assert_nothing_written(out: Path) -> None:
-    """No output, temporary or staging file in ``out`` (hidden ones included)."""
-    assert not out.exists() or not any(out.iterdir()), sorted(out.iterdir())
 
 
 @pytest.fixture

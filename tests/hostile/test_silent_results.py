@@ -12,31 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from click.testing import CliRunner
 
-from hsu_geo.cli.main import cli
 from hsu_geo.errors import EndmemberError
 from hsu_geo.unmix import MODELS
 from hsu_geo.unmix.sanity import check_endmembers, fit_warnings
+from tests.hostile.helpers import assert_nothing_written, invoke, one_line_error
 from tests.ingest.fakes import linear_wavelengths, write_envi, write_envi_header, write_geotiff
 from tests.unmix.scenes import linear_scene, write_scene
-
-
-def invoke(*args: object):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def one_line_error(result) -> str:
-    """The single ``Error:`` line of a failed run (exit 1, no traceback)."""
-    assert result.exit_code == 1, result.output
-    lines = [ln for ln in result.stderr.strip().splitlines() if ln.strip()]
-    assert lines and lines[-1].startswith("Error:"), result.stderr
-    assert "Traceback" not in result.stderr and "internal error" not in lines[-1]
-    return lines[-1]
-
-
-def assert_nothing_written(out: Path) -> None:
-    assert not out.exists() or not any(out.iterdir()), sorted(out.iterdir())
 
 
 @pytest.fixture
