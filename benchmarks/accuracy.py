@@ -815,8 +815,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="MODEL:KEY=VALUE",
                     help="DEVIATION: a model setting, as hsu-geo unmix --set (repeatable)")
     ap.add_argument("--extractors", default=None,
-                    help="extra runs with these endmember extractors (vca,nfindr,atgp), "
-                         "labelled model+extractor; default: the CLI default only")
+                    help="endmember extractors to run, e.g. default,vca ('default' = the CLI "
+                         "default; others are labelled model+extractor); without it: the CLI "
+                         "default only")
     ap.add_argument("--device", default="cpu", help="--device of hsu-geo unmix (default cpu)")
     ap.add_argument("--synth-size", nargs=2, type=int, default=list(SYNTH_SIZE),
                     metavar=("H", "W"), help="synthetic size (default 128 128, as hsu-geo synth)")

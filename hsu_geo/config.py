@@ -50,7 +50,8 @@ class UnmixOptions:
     Attributes:
         model: registry name (``hsu-geo models``).
         k: number of endmembers, or "auto" (estimated from the scene: endmembers.count).
-        extractor: endmember extractor (vca, nfindr, atgp).
+        extractor: endmember extractor: refined (multi-start + pure-pixel refinement,
+            class means), vca, nfindr, atgp (pixels), vca+refine, nfindr+refine, atgp+refine.
         endmembers: CSV of endmember spectra; library: "usgs" or "usgs:name,name".
         sample_size: pixels sampled for extraction / training.
         name_threshold: spectral angle (rad) under which an extracted endmember takes the
@@ -61,7 +62,7 @@ class UnmixOptions:
 
     model: str = "fcls"
     k: str = "auto"
-    extractor: str = "vca"
+    extractor: str = "refined"
     endmembers: str | None = None
     library: str | None = None
     sensor: str = "auto"

@@ -80,7 +80,9 @@ _model_opts = (
                  help="Number of endmembers to extract, or 'auto' (estimated from the "
                       "scene; see `hsu-geo info --estimate-k`). [default: auto]"),
     click.option("--extractor", default=None,
-                 help="Endmember extractor: vca, nfindr, atgp. [default: vca]"),
+                 help="Endmember extractor: refined (class means from pure pixels, "
+                      "multi-start), vca, nfindr, atgp (extreme pixels), or vca+refine, "
+                      "nfindr+refine, atgp+refine. [default: refined]"),
     click.option("--endmembers", type=click.Path(dir_okay=False), default=None,
                  help="CSV with wavelength_nm + one column per endmember (any grid)."),
     click.option("--library", default=None, metavar="usgs[:NAMES]",

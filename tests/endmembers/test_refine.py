@@ -1,0 +1,208 @@
+"""Pure-pixel refinement of endmembers (hsu_geo.endmembers.refine) and the ``refined`` extractor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hsu_geo.config import UnmixOptions
+from hsu_geo.endmembers.extract import (
+    DEFAULT_EXTRACTOR,
+    EXTRACTORS,
+    REFINED_EXTRACTORS,
+    extract_endmembers,
+)
+from hsu_geo.endmembers.refine import (
+    PURITY_RULES,
+    denoise_start,
+    purity,
+    refine_endmembers,
+    refined,
+    smooth_cube,
+)
+from hsu_geo.endmembers.vca import vca
+from hsu_geo.errors import ConfigError, EndmemberError, InvalidSceneError
+from hsu_geo.synth.variability import random_bundles, road_coverage, variable_scene
+from hsu_geo.unmix.metrics import match_endmembers, sad
+
+
+def mean_sad(M_ref: np.ndarray, M: np.ndarray) -> float:
+    return float(sad(M_ref, M[match_endmembers(M_ref, M)]).mean())
+
+
+@pytest.fixture(scope="module")
+def variable() -> tuple[np.ndarray, np.ndarray]:
+    """A 60 x 60 scene of 3 classes with within-class variability, brightness variation and a
+    thin road class; pixels ``(3600, 60)`` and the class means ``(4, 60)``."""
+    rng = np.random.default_rng(3)
+    bundles = random_bundles(4, 60, rng, members=15, spread=0.08)
+    sc = variable_scene(bundles, 60, 60, rng, snr_db=30.0, thin=(3,), line_width=3.0)
+    return sc.pixels, sc.means
+
+
+def test_refinement_moves_extreme_pixels_towards_the_class_means(variable) -> None:
+    Y, means = variable
+    k = means.shape[0]
+    for seed in range(3):
+        M0 = vca(Y, k, seed=seed)[0]
+        r = refine_endmembers(Y, M0)
+        assert r.M.shape == M0.shape and r.iterations >= 1
+        assert (r.n_pure >= 5).all()
+        before, after = mean_sad(means, M0), mean_sad(means, r.M)
+        assert after < 0.6 * before, (seed, before, after)
+    M, idx = refined(Y, k, seed=0)
+    assert mean_sad(means, M) < 0.03
+    assert idx.shape == (k,) and ((idx >= 0) & (idx < Y.shape[0])).all()
+
+
+@pytest.mark.parametrize("rule", [r for r in PURITY_RULES if r != "fcls"])
+def test_purity_is_invariant_to_pixel_brightness(variable, rule: str) -> None:
+    Y, means = variable
+    scale = np.exp(np.random.default_rng(0).normal(scale=0.5, size=(Y.shape[0], 1)))
+    np.testing.assert_allclose(purity(Y * scale, means, rule), purity(Y, means, rule),
+                               rtol=1e-9, atol=1e-9)
+    # a pure pixel of any brightness is fully pure in its endmember, not in the others
+    p = purity(np.vstack([0.3 * means[1], 2.5 * means[1]]), means, rule)
+    np.testing.assert_allclose(p[:, 1], 1.0, atol=1e-9)
+    assert (p[:, [0, 2, 3]] < 0.5).all()
+
+
+def test_signal_purity_discounts_a_bright_share_in_a_dark_pixel() -> None:
+    # 90 % dark (norm 0.1) + 10 % bright (norm 1) by area: half the signal is the bright one
+    L = 20
+    dark = np.full(L, 0.1 / np.sqrt(L))
+    bright = np.r_[np.ones(L // 2), np.zeros(L // 2)] / np.sqrt(L // 2)
+    M = np.vstack([dark, bright])
+    y = (0.9 * dark + 0.1 * bright)[None]
+    assert purity(y, M, "area")[0, 0] == pytest.approx(1 - 0.1 / 0.9)
+    assert purity(y, M, "signal")[0, 0] < 0.0  # the bright share is larger than the dark one
+
+
+def test_refinement_stops_and_reports(variable) -> None:
+    Y, means = variable
+    r = refine_endmembers(Y, means, max_iter=0)
+    np.testing.assert_array_equal(r.M, means)
+    assert r.iterations == 0 and not r.converged
+    r = refine_endmembers(Y, means)
+    assert r.converged and r.iterations <= 30
+    r = refine_endmembers(Y.astype(np.float32), means)
+    assert r.M.dtype == np.float64 and np.isfinite(r.M).all()
+
+
+def test_min_pixels_are_averaged_when_too_few_are_pure(variable) -> None:
+    Y, means = variable
+    r = refine_endmembers(Y, means, threshold=1.0, min_pixels=7, max_iter=1)
+    assert (r.n_pure == 7).all()
+
+
+@pytest.mark.parametrize(("kw", "error"), [
+    ({"threshold": 0.0}, ConfigError), ({"threshold": 1.5}, ConfigError),
+    ({"min_pixels": 0}, ConfigError), ({"max_iter": -1}, ConfigError),
+    ({"rule": "nosuch"}, ConfigError), ({"update": "median"}, ConfigError),
+])
+def test_bad_constants_are_config_errors(variable, kw, error) -> None:
+    Y, means = variable
+    with pytest.raises(error):
+        refine_endmembers(Y, means, **kw)
+
+
+def test_band_mismatch_and_bad_pixels(variable) -> None:
+    Y, means = variable
+    with pytest.raises(EndmemberError, match="bands"):
+        refine_endmembers(Y[:, :-1], means)
+    bad = Y.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(InvalidSceneError):
+        refine_endmembers(bad, means)
+
+
+@pytest.mark.parametrize("method", sorted(REFINED_EXTRACTORS))
+def test_refined_extractors_via_the_dispatcher(variable, method: str) -> None:
+    Y, means = variable
+    k = means.shape[0]
+    M, idx = extract_endmembers(Y, k, method=method, seed=5)
+    assert M.shape == means.shape and idx.shape == (k,)
+    M2, idx2 = extract_endmembers(Y.copy(), k, method=method.upper(), seed=5)
+    np.testing.assert_array_equal(M, M2)  # deterministic, case-insensitive
+    np.testing.assert_array_equal(idx, idx2)
+    base = method.split("+")[0]
+    if base in EXTRACTORS:  # refinement beats the raw extractor on variable classes
+        raw = extract_endmembers(Y, k, method=base, seed=5)[0]
+        assert mean_sad(means, M) < mean_sad(means, raw)
+    with pytest.raises(EndmemberError, match="bands"):
+        extract_endmembers(Y[:, :3], k, method=method)
+    with pytest.raises(EndmemberError, match="pixels"):
+        extract_endmembers(Y[:3], k, method=method)
+    bad = Y.copy()
+    bad[1, 1] = np.inf
+    with pytest.raises(InvalidSceneError, match="nodata"):
+        extract_endmembers(bad, k, method=method)
+
+
+def test_noiseless_pure_vertices_stay_put() -> None:
+    # noiseless linear mixture whose pixels are all pure (any brightness) or far from pure
+    rng = np.random.default_rng(1)
+    M = random_bundles(3, 40, rng, members=1)
+    M = np.vstack([b[0] for b in M])
+    pure = np.repeat(np.eye(3), 50, axis=0) * rng.uniform(0.5, 1.5, size=(150, 1))
+    mixed = rng.dirichlet(np.full(3, 5.0), size=300)
+    Y = np.vstack([pure, mixed]) @ M
+    r = refine_endmembers(Y, Y[[0, 50, 100]])
+    assert mean_sad(M, r.M) < 1e-9
+    assert r.converged
+
+
+def test_unknown_method_lists_every_name() -> None:
+    with pytest.raises(ConfigError, match="atgp, nfindr, vca") as err:
+        extract_endmembers(np.ones((10, 4)), 2, method="ppi")
+    assert "refined" in str(err.value) and "vca+refine" in str(err.value)
+
+
+def test_the_default_extractor_is_refined() -> None:
+    assert DEFAULT_EXTRACTOR == "refined" == UnmixOptions().extractor
+
+
+def test_denoise_start_and_smoothing() -> None:
+    rng = np.random.default_rng(0)
+    Y = rng.random((200, 6))
+    np.testing.assert_array_equal(denoise_start(Y, Y[:2], 1), Y[:2])
+    near = denoise_start(Y, Y[:2], 200)
+    np.testing.assert_allclose(near, np.tile(Y.mean(axis=0), (2, 1)))
+    cube = rng.random((3, 8, 9))
+    np.testing.assert_allclose(smooth_cube(cube, 1), cube)
+    sm = smooth_cube(cube, 3)
+    assert sm.shape == cube.shape
+    assert sm[:, 4, 4] == pytest.approx(cube[:, 3:6, 3:6].mean(axis=(1, 2)))
+    with pytest.raises(ConfigError):
+        smooth_cube(cube[0], 3)
+    with pytest.raises(ConfigError):
+        smooth_cube(cube, 0)
+    # starts from the smoothed cube (in-memory use)
+    Yc = cube.reshape(3, -1).T
+    M, _ = refined(Yc, 2, Y_start=sm.reshape(3, -1).T)
+    assert M.shape == (2, 3)
+    with pytest.raises(EndmemberError):
+        refined(Yc, 2, Y_start=Yc[:10])
+
+
+def test_road_coverage_is_a_fraction() -> None:
+    c = road_coverage(40, 50, np.random.default_rng(0), n_lines=2, width=2.0)
+    assert c.shape == (40, 50) and c.min() >= 0 and c.max() == 1.0
+    assert 0.02 < c.mean() < 0.3
+
+
+def test_samson_meets_the_target_through_the_pipeline(shared_data: Path, tmp_path) -> None:
+    """Blind default endmembers on Samson (k = 3) as ``hsu-geo unmix -m fcls -k 3`` gets them
+    (scan + bad bands of the pipeline, then the default extractor): mean SAD <= 0.025 rad."""
+    from hsu_geo.datasets import load_samson, write_geotiff
+    from hsu_geo.pipeline import prepare_scene
+
+    scene = load_samson(shared_data)
+    tif = write_geotiff(scene, tmp_path / "samson.tif")
+    opts = UnmixOptions(model="fcls", k="3", seed=0, device="cpu")
+    prep = prepare_scene(tif, opts, model="fcls")
+    kept = np.searchsorted(prep.raw["band"].values, prep.cube["band"].values)
+    M, _ = extract_endmembers(prep.sample, 3, method=opts.extractor, seed=opts.seed)
+    assert mean_sad(scene.endmembers[:, kept], M) <= 0.025
