@@ -59,15 +59,22 @@ def test_sample_scene_writes_every_output(tmp_path):
         assert key in text, key
 
 
-def test_noise_free_scene_is_recovered_exactly(noise_free, tmp_path):
+@pytest.mark.parametrize("extractor, sad, armse", [
+    ("vca", 0.01, 0.01),  # pure pixels, no noise: the vertices are the endmembers, exactly
+    # the default refines to means of "pure" pixels, which on a scene without variability pulls
+    # each vertex slightly inwards (measured 0.0165 rad): a known cost, see the README
+    (None, 0.02, 0.025),
+])
+def test_noise_free_scene_is_recovered(noise_free, tmp_path, extractor, sad, armse):
     path, E, A = noise_free
-    res = invoke("unmix", path, "-m", "fcls", "-k", "4", "-o", tmp_path, "-q")
+    more = ["--extractor", extractor] if extractor else []
+    res = invoke("unmix", path, "-m", "fcls", "-k", "4", "-o", tmp_path, "-q", *more)
     assert res.exit_code == 0, res.output
     stem = tmp_path / "linear_fcls_"
     scores = score_outputs(f"{stem}abundance.tif", f"{stem}endmembers.csv", E,
                            np.arange(1, E.shape[1] + 1), A)
-    assert scores.mean_sad < 0.01
-    assert scores.armse < 0.01
+    assert scores.mean_sad < sad
+    assert scores.armse < armse
     with rasterio.open(f"{stem}abundance.tif") as src:
         est = src.read()
     assert np.isnan(est[:, 30, 3:6]).all()
