@@ -197,3 +197,11 @@ def test_batch_save_model_onto_an_input_is_refused(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="would replace the input"):
         run_batch(tmp_path / "in", tmp_path / "out", OPTS.updated(save_model=str(scene)),
                   train_on="s0")
+
+
+def test_a_failed_unmix_leaves_no_empty_output_folder(tmp_path: Path) -> None:
+    scene = write_scene(tmp_path / "scene.tif")
+    out = tmp_path / "new" / "out"
+    result = CliRunner().invoke(cli, ["unmix", str(scene), "-k", "500", "-o", str(out), "-q"])
+    assert result.exit_code == 1 and "-k 500" in result.output, result.output
+    assert not out.exists()  # made by the run, removed again when it failed
