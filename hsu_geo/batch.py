@@ -45,7 +45,13 @@ from typing import Any
 import dask
 
 import hsu_geo
-from hsu_geo.batch_discovery import SceneSource, discover, open_source, readers_for
+from hsu_geo.batch_discovery import (
+    SceneSource,
+    check_patterns,
+    discover,
+    open_source,
+    readers_for,
+)
 from hsu_geo.config import UnmixOptions
 from hsu_geo.errors import (
     ConfigError,
@@ -72,6 +78,8 @@ RESERVED = frozenset({RECORD, TABLE, CATALOG, SCRATCH, LOCK, f"{MODEL_STEM}.pt",
 STATUSES = ("done", "failed", "skipped", "pending")
 TOPIC = "hsu-geo-batch"
 DISTRIBUTE = ("scenes", "chunks")
+#: skipped files named per reason in the log (all of them are in batch.json/batch.csv)
+SKIPPED_SHOWN = 3
 #: options that change how, not what, is computed (left out of the settings check)
 EXECUTION_ONLY = ("scheduler", "save_model")
 
@@ -221,6 +229,7 @@ def settings_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str |
     A setting missing from the old record counts as its default (options added later).
     """
     defaults = {f.name: f.default for f in fields(UnmixOptions) if f.default is not MISSING}
+    defaults = json.loads(json.dumps(defaults, default=str))  # as recorded: tuples are lists
     for key in sorted(set(old) | set(new)):
         a = old.get(key, defaults.get(key))
         b = new.get(key, defaults.get(key))
@@ -658,10 +667,15 @@ def run_batch(
     distribute: str = "scenes",
     say: Say | None = None,
     progress: bool = False,
+    include: tuple[str, ...] = (),
+    exclude: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Unmix every scene of ``archive`` into ``out_dir/<scene_id>/``; returns the record.
 
     ``say`` receives progress lines; ``progress`` shows dask progress bars (threads only).
+    ``include``/``exclude``: globs on scene paths relative to ``archive`` (``*.tif``,
+    ``labels/*``, ``labels``); scenes left out are listed as skipped. They select scenes and
+    are not settings: a rerun with other globs keeps the scenes already done.
     Raises for bad input (missing/empty archive, duplicate scene ids, settings that differ
     from a previous batch in ``out_dir`` without ``overwrite``); a bad scene only fails.
     """
@@ -678,15 +692,17 @@ def run_batch(
     if out.resolve() == archive.resolve():
         raise ConfigError(f"-o {out} is the input folder itself; choose another folder (a new "
                           "subfolder of it is fine)")
+    selection = (check_patterns(include, "--include"), check_patterns(exclude, "--exclude"))
     ensure_writable_dir(out)
     with _exclusive(out):
         return _run_locked(archive, out, opts, train_on, fail_fast, overwrite, distribute,
-                           say or (lambda _msg: None), progress)
+                           say or (lambda _msg: None), progress, selection)
 
 
 def _run_locked(archive: Path, out: Path, opts: UnmixOptions, train_on: str | None,
                 fail_fast: bool, overwrite: bool, distribute: str, say: Say,
-                progress: bool) -> dict[str, Any]:
+                progress: bool, selection: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+                ) -> dict[str, Any]:
     settings = settings_of(archive, opts, train_on)
     previous = load_record(out)
     if previous is not None and not overwrite:
@@ -704,7 +720,8 @@ def _run_locked(archive: Path, out: Path, opts: UnmixOptions, train_on: str | No
     try:
         source = open_source(archive, scratch, exclude=out)
         scenes, skipped = discover(source, readers_for(opts.sensor),
-                                   need_wavelengths=opts.wavelengths is None)
+                                   need_wavelengths=opts.wavelengths is None,
+                                   include=selection[0], exclude=selection[1])
         if not scenes:
             first = f" (first: {skipped[0].rel}: {skipped[0].reason})" if skipped else ""
             raise ConfigError(f"{archive}: no scenes found among {source.count_files()} "
@@ -717,6 +734,8 @@ def _run_locked(archive: Path, out: Path, opts: UnmixOptions, train_on: str | No
             raise ConfigError(f"--train-on {train_on!r} is not a scene of {archive}; scene "
                               f"ids: {', '.join(ids[:8])}{' …' if len(ids) > 8 else ''}")
         batch = _Batch(out, opts, source, {}, say, progress, fail_fast, overwrite)
+        batch.record["selection"] = {"include": list(selection[0]),
+                                     "exclude": list(selection[1])}
         return _process(batch, archive, scenes, skipped, previous, settings, train_on,
                         distribute)
     finally:
@@ -759,6 +778,12 @@ def _process(batch: _Batch, archive: Path, scenes: list[SceneSource], skipped: l
                           "status": "skipped", "error": s.reason} for s in skipped]
     todo = source.ordered([s for s in scenes if s.scene_id not in kept])
     say(f"{len(scenes)} scenes ({len(kept)} already done), {len(skipped)} skipped")
+    by_reason: dict[str, list[str]] = {}
+    for s in skipped:
+        by_reason.setdefault(s.reason, []).append(s.rel)
+    for reason, rels in by_reason.items():  # one line per reason; every file is in batch.csv
+        shown = ", ".join(rels[:SKIPPED_SHOWN]) + (", ..." if len(rels) > SKIPPED_SHOWN else "")
+        say(f"skipped {len(rels)} ({reason}): {shown}")
     with scheduler(opts.scheduler) as description:
         say(f"running on {description}")
         record["scheduler"] = description

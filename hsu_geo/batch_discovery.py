@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from hsu_geo.errors import InvalidSceneError, SceneNotFoundError
-from hsu_geo.ingest import READERS
+from hsu_geo.errors import ConfigError, InvalidSceneError, SceneNotFoundError
+from hsu_geo.ingest import READERS, reader_candidates
 from hsu_geo.ingest.base import SceneReader
 from hsu_geo.ingest.gf5_archive import archive_kind, check_archive_content, strip_archive_suffix
 from hsu_geo.ingest.gf5_files import image_product
@@ -86,10 +86,9 @@ class _Found:
 
 
 def readers_for(sensor: str) -> list[tuple[str, type[SceneReader]]]:
-    """Readers to ask, in priority order (only ``sensor`` when one is forced)."""
-    if sensor != "auto":
-        return [(sensor, READERS.get(sensor))]
-    return sorted(READERS.items(), key=lambda item: (item[1].priority, item[0]))
+    """Readers to ask, in priority order: all for ``auto``, else those ``sensor`` names
+    (one reader, or a comma-separated list: :func:`hsu_geo.ingest.reader_candidates`)."""
+    return reader_candidates(sensor)
 
 
 def _claim(path: Path, readers: Readers) -> str | None:
@@ -254,23 +253,85 @@ def _envi_without_wavelengths(root: Path, found: _Found) -> bool:
     return False
 
 
+def _geotiff_without_wavelengths(gdal_path: str | None) -> bool:
+    """True if the GeoTIFF opens and none of its bands carries a wavelength (a class, label
+    or mask raster); False when it cannot be told (unreadable: the scene then fails with a
+    message instead of vanishing into the skipped list). Reads tags only."""
+    if gdal_path is None:
+        return False
+    import warnings
+
+    import rasterio
+
+    from hsu_geo.ingest.geotiff import band_info_from_tags
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # NotGeoreferencedWarning and the like
+            with rasterio.open(gdal_path) as src:
+                return band_info_from_tags(src) is None
+    except Exception:  # unreadable or inconsistent tags: decided when the scene is opened
+        return False
+
+
+def check_patterns(patterns: Sequence[str], option: str) -> tuple[str, ...]:
+    """``--include``/``--exclude`` globs as given; ConfigError for an empty or absolute one."""
+    for pattern in patterns:
+        if not pattern.strip() or PurePosixPath(pattern).is_absolute():
+            raise ConfigError(f"{option} {pattern!r}: give a glob relative to the input folder "
+                              "or archive, e.g. '*.tif', 'labels/*' or 'labels'")
+    return tuple(patterns)
+
+
+def _matches(rel: str, pattern: str) -> bool:
+    """``rel`` or one of its folders matches ``pattern`` (from the right, as
+    :meth:`pathlib.PurePath.match`: ``*.tif``, ``labels/*``, ``labels``)."""
+    path = PurePosixPath(rel)
+    return any(p.match(pattern) for p in (path, *path.parents) if p.parts)
+
+
+def _selection_reason(rel: str, include: Sequence[str], exclude: Sequence[str]) -> str | None:
+    """Why ``rel`` is left out by ``--include``/``--exclude``, or None."""
+    if include and not any(_matches(rel, p) for p in include):
+        return f"not selected by --include {' '.join(include)}"
+    hit = next((p for p in exclude if _matches(rel, p)), None)
+    return f"excluded by --exclude {hit}" if hit is not None else None
+
+
 def discover(source: FolderSource | ArchiveSource, readers: Readers,
-             need_wavelengths: bool = True) -> tuple[list[SceneSource], list[Skipped]]:
+             need_wavelengths: bool = True, include: Sequence[str] = (),
+             exclude: Sequence[str] = ()) -> tuple[list[SceneSource], list[Skipped]]:
     """Scenes and skipped entries of ``source``, in path order.
 
-    ``need_wavelengths``: an ENVI file whose header has no wavelength list (AVIRIS-NG GLT,
-    IGM, OBS ancillaries) is skipped rather than reported as a failed scene.
+    ``include``/``exclude``: globs (see :func:`_matches`) that select scenes by path; the
+    others are listed as skipped. ``need_wavelengths``: an ENVI file whose header has no
+    wavelength list (AVIRIS-NG GLT, IGM, OBS ancillaries) or a GeoTIFF none of whose bands
+    has a wavelength (class or label rasters) is skipped rather than reported as a failed
+    scene; this happens before scene ids are compared, so a ``labels/x.tif`` beside ``x.tif``
+    does not stop the batch.
     """
     found, skipped = _walk(source.root, source.root, readers, source.exclude)
-    if len(readers) == 1:  # a forced --sensor: say so instead of "no reader"
-        name = readers[0][0]
-        skipped = [Skipped(s.rel, f"not a {name} product (the sensor is set to {name})")
+    if len(readers) < len(list(READERS.items())):  # --sensor NAME[,NAME]: say so
+        name = ",".join(n for n, _ in readers)
+        what = f"a {name} product" if len(readers) == 1 else \
+            f"recognised by the {' or '.join(n for n, _ in readers)} reader"
+        skipped = [Skipped(s.rel, f"not {what} (the sensor is set to {name})")
                    if s.reason.startswith("no reader") else s for s in skipped]
     scenes: list[SceneSource] = []
     for item in sorted(found, key=lambda f: f.rel):
+        left_out = _selection_reason(item.rel, include, exclude)
+        if left_out is not None:
+            skipped.append(Skipped(item.rel, left_out))
+            continue
         if need_wavelengths and _envi_without_wavelengths(source.root, item):
             skipped.append(Skipped(item.rel, "ENVI header has no band wavelengths (an ancillary "
                                              "file such as _obs, _glt or _igm?)"))
+            continue
+        if need_wavelengths and item.reader == "geotiff" and not item.is_dir \
+                and _geotiff_without_wavelengths(source.gdal_path(item.rel)):
+            skipped.append(Skipped(item.rel, "GeoTIFF bands have no wavelengths (a class, label "
+                                             "or mask raster?); pass --wavelengths FILE if it "
+                                             "is a scene"))
             continue
         members = tuple(sorted(set(item.members)))
         scenes.append(SceneSource(_scene_id(item, source.path.name), item.rel, item.reader,
@@ -309,6 +370,10 @@ class FolderSource:
 
     def materialize(self, scene: SceneSource) -> Path:
         return self.root / scene.rel
+
+    def gdal_path(self, rel: str) -> str | None:
+        """Where GDAL reads the whole file ``rel``."""
+        return str(self.root / rel)
 
     def release(self, scene: SceneSource) -> None:
         """Nothing to delete."""
@@ -424,6 +489,17 @@ class ArchiveSource:
         """The member of a plain ``.tar`` whose data runs past the end of the file."""
         size = self.path.stat().st_size
         return next((n for n, i in self._tarinfo.items() if i.offset_data + i.size > size), None)
+
+    def gdal_path(self, rel: str) -> str | None:
+        """Where GDAL reads the whole member ``rel`` without unpacking it (``/vsizip/``,
+        ``/vsitar/``), or None for a large member of a ``.tar.gz`` (no random access)."""
+        if self._info.get(rel, (HEAD_BYTES + 1, 0))[0] <= HEAD_BYTES:
+            return str(self.root / rel)  # the shadow holds all of it
+        if self.kind == "zip":
+            return f"/vsizip/{self.path.resolve()}/{rel}"
+        if self.kind == "tar" and rel != self.truncated:
+            return f"/vsitar/{self.path.resolve()}/{rel}"
+        return None
 
     # -- unpacking one scene --------------------------------------------------------------
     def _dest(self, scene: SceneSource) -> Path:

@@ -54,10 +54,18 @@ class UnmixOptions:
             class means), vca, nfindr, atgp (pixels), vca+refine, nfindr+refine, atgp+refine.
         endmembers: CSV of endmember spectra; library: "usgs" or "usgs:name,name".
         sample_size: pixels sampled for extraction / training.
-        name_threshold: spectral angle (rad) under which an extracted endmember takes the
-            name of its best USGS match.
+        naming: how extracted endmembers are named from the bundled USGS library:
+            ``features`` (diagnostic absorption features after continuum removal, the
+            default) or ``sam`` (full-spectrum spectral angle).
+        name_threshold: with ``naming="sam"``, the spectral angle (rad) under which an
+            extracted endmember takes the name of its best USGS match.
         save_model: write the fitted deep model (checkpoint) to this path.
         load_model: apply the deep model in this checkpoint (no endmember extraction, no fit).
+        scale: reflectance = stored value x scale (``--scale``, e.g. 0.0001 for x10000 data),
+            replacing the file's reflectance scale factor; None keeps the file's.
+        window: ``COL,ROW,WIDTH,HEIGHT`` pixels of the scene to unmix (``--window``);
+            bounds: ``LEFT,BOTTOM,RIGHT,TOP`` in the scene's CRS (``--bounds``); one or none.
+        creation_options: ``KEY=VALUE`` GDAL COG creation options for the rasters (``--co``).
     """
 
     model: str = "fcls"
@@ -73,11 +81,16 @@ class UnmixOptions:
     device: str = "auto"
     seed: int = 0
     sample_size: int = 100_000
+    naming: str = "features"
     name_threshold: float = 0.1
     settings: dict[str, str] = field(default_factory=dict)
     scheduler: str | None = None
     save_model: str | None = None
     load_model: str | None = None
+    scale: float | None = None
+    window: str | None = None
+    bounds: str | None = None
+    creation_options: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -157,6 +170,23 @@ def options_from_mapping(data: dict[str, Any], source: str) -> UnmixOptions:
             clean[key] = _int_option(key, value, source)
         elif key in FLOAT_RANGES:
             clean[key] = _float_option(key, value, source)
+        elif key == "scale":
+            from hsu_geo.ingest.scale import check_scale
+
+            clean[key] = None if value is None else check_scale(value, f"{source}: scale:")
+        elif key == "naming":
+            clean[key] = str(value).strip().lower()
+            if clean[key] not in ("features", "sam"):
+                raise ConfigError(f"{source}: naming: {value!r}; choose features or sam")
+        elif key == "creation_options":
+            from hsu_geo.write.creation import check_creation_options
+
+            try:
+                co = check_creation_options(value if isinstance(value, (list, dict)) else
+                                            [value] if value else None)
+            except ConfigError as exc:
+                raise ConfigError(f"{source}: creation_options: {exc}") from None
+            clean[key] = tuple(f"{k}={v}" for k, v in co.items())
         else:  # every other option is text (None where its default is None)
             clean[key] = _text_option(key, value, getattr(defaults, key), source)
     if clean.get("scheduler") is not None:
@@ -166,6 +196,13 @@ def options_from_mapping(data: dict[str, Any], source: str) -> UnmixOptions:
             check_scheduler(clean["scheduler"])
         except ConfigError as exc:
             raise ConfigError(f"{source}: scheduler: {exc}") from None
+    if clean.get("sensor") not in (None, "auto"):  # a reader name or a list of them
+        from hsu_geo.ingest import reader_candidates
+
+        try:
+            reader_candidates(clean["sensor"])
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: sensor: {exc}") from None
     return UnmixOptions(**clean)
 
 
@@ -185,8 +222,10 @@ def check_input_files(opts: UnmixOptions) -> None:
         check_regular_file(opts.wavelengths, limit, "wavelength file (--wavelengths)",
                            InvalidSceneError)
     if opts.endmembers:
-        check_regular_file(opts.endmembers, ENDMEMBER_LIMIT, "endmember file (--endmembers)",
-                           EndmemberError)
+        from hsu_geo.endmembers.library_io import library_path
+
+        check_regular_file(library_path(opts.endmembers), ENDMEMBER_LIMIT,
+                           "endmember file (--endmembers)", EndmemberError)
 
 
 class _PresetLoader(yaml.SafeLoader):

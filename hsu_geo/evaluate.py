@@ -369,7 +369,7 @@ def _scene_rows(scene: Path, record: dict[str, Any], em: Spectra, shape: tuple[i
 
     options = record.get("config", {}).get("options", {})
     cube = open_scene(scene, sensor=_extra(record).get("reader") or "auto",
-                      wavelengths=options.get("wavelengths"))
+                      wavelengths=options.get("wavelengths"), scale=options.get("scale"))
     if (cube.sizes["y"], cube.sizes["x"]) != tuple(shape):
         raise InvalidSceneError(f"scene {scene} is {cube.sizes['y']}x{cube.sizes['x']} pixels "
                                 f"but the abundances are {shape[0]}x{shape[1]}")

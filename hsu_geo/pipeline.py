@@ -50,6 +50,8 @@ class Endmembers:
     hysime_k: int | None = None
     pixel_indices: list[int] | None = None
     k_estimate: dict[str, Any] | None = None
+    #: per endmember, the evidence of its name (feature naming: decision, confidence, ...)
+    naming: list[dict[str, Any]] | None = None
 
 
 def scene_id_of(cube: xr.DataArray) -> str:
@@ -59,25 +61,25 @@ def scene_id_of(cube: xr.DataArray) -> str:
     return safe_id(str(cube.attrs.get("product_id") or "scene"))
 
 
-def _library_endmembers(cube: xr.DataArray, opts: UnmixOptions) -> Endmembers:
-    from hsu_geo.endmembers.library import (
-        load_usgs_library,
-        read_endmember_csv,
-        resample_to_bands,
-    )
+def _library_endmembers(cube: xr.DataArray, opts: UnmixOptions,
+                        sparse: bool = False) -> Endmembers:
+    """Library/CSV endmembers on the cube's bands; ``sparse`` (sunsal): the whole bundled USGS
+    library by default and no limit of one band per endmember."""
+    from hsu_geo.endmembers.library import load_usgs_library, resample_to_bands
+    from hsu_geo.endmembers.library_io import read_library
 
     if opts.endmembers and opts.library:
         raise ConfigError("give either --endmembers CSV or --library, not both")
     if opts.endmembers:
-        lib = read_endmember_csv(opts.endmembers)
-        source = f"csv:{opts.endmembers}"
+        lib = read_library(opts.endmembers)
+        source = f"file:{opts.endmembers}"
     else:
-        name, _, names = str(opts.library).partition(":")
+        name, _, names = str(opts.library or "usgs").partition(":")
         if name.lower() != "usgs":
             raise ConfigError(f"unknown library {name!r}; the bundled one is 'usgs' "
                               "(e.g. --library usgs:alunite,kaolinite)")
         lib = load_usgs_library([n for n in names.split(",") if n] or None)
-        source = f"library:{opts.library}"
+        source = f"library:{opts.library or 'usgs'}"
     if cube.attrs.get("quantity") != "reflectance":
         raise EndmemberError(
             f"library/CSV endmembers are reflectance but the scene holds "
@@ -85,7 +87,7 @@ def _library_endmembers(cube: xr.DataArray, opts: UnmixOptions) -> Endmembers:
             "--endmembers/--library) or unmix an atmospherically corrected product"
         )
     M = resample_to_bands(lib, cube["wavelength"].values, cube["fwhm"].values)
-    if M.shape[0] > cube.sizes["band"]:
+    if M.shape[0] > cube.sizes["band"] and not sparse:
         raise EndmemberError(f"{M.shape[0]} endmembers but only {cube.sizes['band']} bands; "
                              "pick fewer library entries")
     return Endmembers(M.astype("float32"), list(lib.names), source,
@@ -129,10 +131,12 @@ def _extracted_endmembers(Y: np.ndarray, cube: xr.DataArray, opts: UnmixOptions
         raise EndmemberError(f"-k {k} is larger than the {Y.shape[0]} valid pixels sampled")
     M, idx = extract_endmembers(Y, k, method=opts.extractor, seed=opts.seed)
     named = name_endmembers(M, cube["wavelength"].values, cube["fwhm"].values,
-                            threshold_rad=opts.name_threshold)
+                            threshold_rad=opts.name_threshold, method=opts.naming)
     return Endmembers(np.asarray(M, "float32"), [n for n, _ in named],
                       f"extracted:{opts.extractor}", [float(a) for _, a in named], hysime_k,
-                      [int(i) for i in np.asarray(idx).ravel()], k_estimate)
+                      [int(i) for i in np.asarray(idx).ravel()], k_estimate,
+                      [{"name": n, **getattr(named[i], "info", {})}
+                       for i, (n, _) in enumerate(named)])
 
 
 @dataclass
@@ -158,6 +162,7 @@ class FittedModel:
     pixel_indices: list[int] | None = None
     sample_pixels: int = 0
     k_estimate: dict[str, Any] | None = None
+    naming: list[dict[str, Any]] | None = None  # Endmembers.naming, for run.json
 
 
 @dataclass
@@ -234,7 +239,12 @@ def prepare_scene(
     t0 = time.perf_counter()
     say("opening scene")
     raw = open_scene(scene, sensor=opts.sensor, chunks=opts.chunk_size,
-                     wavelengths=opts.wavelengths)
+                     wavelengths=opts.wavelengths, scale=opts.scale)
+    if opts.window or opts.bounds:
+        from hsu_geo.ingest.subset import parse_bounds, parse_window, subset_cube
+
+        raw = subset_cube(raw, window=parse_window(opts.window) if opts.window else None,
+                          bounds=parse_bounds(opts.bounds) if opts.bounds else None)
     scene_id = scene_id_of(raw)
     replace_recorded = False
     if out_dir is not None:
@@ -279,11 +289,15 @@ def prepare_scene(
 def optional_outputs(opts: UnmixOptions, model: str, fitted: FittedModel | None
                      ) -> tuple[str, ...]:
     """The optional outputs (:data:`hsu_geo.write.outputs.OPTIONAL`) this run will write: a
-    brightness raster when fcls fits a per-pixel brightness (library endmembers by default)."""
-    from hsu_geo.unmix.adapter import fits_brightness
+    brightness raster when fcls fits a per-pixel brightness (library endmembers by default);
+    the ``extra_outputs`` a model declares (nonlinear models: nonlinearity, fit quality)."""
+    from hsu_geo.unmix.adapter import extra_outputs
 
     if fitted is not None:
-        return ("brightness",) if fits_brightness(fitted.unmixer) else ()
+        return extra_outputs(fitted.unmixer)
+    declared = tuple(getattr(MODELS.get(model), "extra_outputs", ()))
+    if declared:
+        return declared
     mode = getattr(make_config(MODELS.get(model).Config, opts.settings), "brightness", None)
     library = bool(opts.endmembers or opts.library)
     return ("brightness",) if mode == "scaled" or (mode == "auto" and library) else ()
@@ -303,15 +317,17 @@ def fit_model(
     config = make_config(model_cls.Config, opts.settings)
     if "seed" in {f.name for f in fields(config)} and "seed" not in opts.settings:
         config = replace(config, seed=opts.seed)
-    library = bool(opts.endmembers or opts.library)
+    sparse = bool(getattr(model_cls, "selects_from_library", False))  # sunsal: whole library
+    library = bool(opts.endmembers or opts.library) or sparse
     if getattr(config, "brightness", None) == "auto":  # library spectra: fit a brightness
         config = replace(config, brightness="scaled" if library else "none")
     device = device_for(model_cls, opts.device)
     cube, Y = prepared.cube, prepared.sample
     check_sample(Y, prepared.scene_id)
+    value_range = _reflectance_range(Y, prepared.raw)
     t0 = time.perf_counter()
     say("finding endmembers")
-    em = _library_endmembers(cube, opts) if (opts.endmembers or opts.library) else \
+    em = _library_endmembers(cube, opts, sparse) if library else \
         _extracted_endmembers(Y, cube, opts)
     scale = _library_scale(Y, em, config) if library else None  # may refuse: before the fit
     _timed(prepared.timings, "endmembers", t0)
@@ -321,11 +337,29 @@ def fit_model(
     if on_epoch is not None and hasattr(unmixer, "progress"):
         unmixer.progress = on_epoch
     check_endmembers(em.spectra, Y, prepared.scene_id)
-    unmixer.fit(Y, em.spectra)
+    if model_cls.input != "pixels":  # spatial models train on seeded patches of the scene
+        from hsu_geo.unmix.spatial import training_patches
+
+        unmixer.fit(training_patches(cube, unmixer), em.spectra)
+    else:
+        unmixer.fit(Y, em.spectra)
+    if sparse:  # the fit kept only the library members present in the scene
+        keep = list(unmixer.selected)  # type: ignore[attr-defined]
+        info = unmixer.fit_info["sunsal"]  # run.json: library indices -> names
+        info["selected"] = [em.names[i] for i in keep]
+        info["pruned"] = [{"name": em.names[d["row"]], "rise": d["rise"]} for d in info["pruned"]]
+        info["library_mean_fraction"] = dict(zip(em.names, info["library_mean_fraction"],
+                                                 strict=True))
+        em = replace(em, spectra=em.spectra[keep], names=[em.names[i] for i in keep],
+                     angles_rad=[em.angles_rad[i] for i in keep])
     if hasattr(unmixer, "progress"):
         unmixer.progress = None  # the fitted model travels to workers without the callback
     _timed(prepared.timings, "fit", t0)
     check_fit(Y, unmixer, list(em.names), prepared.scene_id)
+    unmixer.fit_info["reflectance_range"] = value_range
+    if value_range["warning"]:
+        unmixer.fit_info["warnings"] = [*unmixer.fit_info.get("warnings", []),
+                                        value_range["warning"]]
     if scale is not None:
         t0 = time.perf_counter()
         _record_library_fit(unmixer, Y, em, *scale)
@@ -335,7 +369,19 @@ def fit_model(
         np.asarray(cube["wavelength"].values, "float64"), prepared.scene_id, em.source,
         [None if a is None else math.degrees(a) for a in em.angles_rad],
         _as_dict(config), device, em.hysime_k, em.pixel_indices, int(Y.shape[0]),
-        em.k_estimate)
+        em.k_estimate, em.naming)
+
+
+def _reflectance_range(Y: np.ndarray, raw: xr.DataArray) -> dict[str, Any]:
+    """Level of the pixel sample (:func:`hsu_geo.ingest.scale.range_record`); an implausible
+    one (e.g. x10000 without a scale factor) is logged now, before any training, and goes
+    into run.json ``extra.fit.warnings`` with the fit."""
+    from hsu_geo.ingest.scale import range_record
+
+    rec = range_record(Y, raw)
+    if rec["warning"]:
+        log.warning("%s", rec["warning"])
+    return rec
 
 
 def _library_scale(Y: np.ndarray, em: Endmembers, config: Any) -> tuple[dict, list[str]]:
@@ -392,12 +438,14 @@ def apply_and_write(
     say: Callable[[str], None] = lambda _msg: None,
 ) -> dict[str, Any]:
     """Apply ``fitted`` block by block over the prepared scene and write every output."""
+    from hsu_geo.write.creation import check_creation_options
     from hsu_geo.write.outputs import write_outputs
     from hsu_geo.write.provenance import build_run_record
 
     cube, raw = prepared.cube, prepared.raw
     result = apply_unmixer(cube, fitted.unmixer, fitted.names, attrs={
-        "model": fitted.model, "seed": opts.seed, "device": fitted.device})
+        "model": fitted.model, "seed": opts.seed, "device": fitted.device,
+        "units": cube.attrs.get("units")})  # RMSE unit, quicklook axis
     record = build_run_record(
         scene_id=prepared.scene_id, model=fitted.model,
         config={"options": opts.to_dict(), "model_config": fitted.model_config},
@@ -408,11 +456,13 @@ def apply_and_write(
                               for a in fitted.angles_deg],
         extra={
             "scene": prepared.path, "reader": raw.attrs.get("reader"),
+            "acquisition_time": raw.attrs.get("acquisition_time") or None,
             "scheduler": scheduler_name,
             "trained_on": fitted.trained_on,
             "endmember_source": fitted.endmember_source,
             "hysime_k": fitted.hysime_k,
             "k_estimate": fitted.k_estimate,
+            "endmember_naming": fitted.naming,
             "endmember_pixel_indices_in_sample": fitted.pixel_indices,
             "sample_pixels": fitted.sample_pixels,
             "band_statistics_pixels": prepared.bad_band_pixels,
@@ -426,7 +476,8 @@ def apply_and_write(
     say("unmixing and writing")
     outputs = write_outputs(result, Path(out_dir), prepared.scene_id, fitted.model,
                             overwrite=overwrite or prepared.replace_recorded,
-                            run_record=record, progress=progress)
+                            run_record=record, progress=progress,
+                            creation_options=check_creation_options(opts.creation_options))
     _timed(prepared.timings, "unmix_and_write", t0)
     return {"outputs": outputs, "record": record, "scene_id": prepared.scene_id,
             "endmembers": fitted.names, "timings": prepared.timings}

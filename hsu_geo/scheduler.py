@@ -12,6 +12,7 @@ and results are bit-identical whichever scheduler ran them (a multi-threaded BLA
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -61,12 +62,24 @@ def scheduler(spec: str | None) -> Iterator[str]:
 def _distributed(spec: str) -> Iterator[str]:
     from distributed import Client, LocalCluster
 
+    from hsu_geo import console
+    from hsu_geo.worker_console import ConsoleSetup
+
+    cli = console.configured()  # the CLI's -v/-q rules, not a library caller's logging
+    if cli:
+        console.tame_libraries()  # distributed logs INFO lines of its own (-v shows them)
     check_scheduler(spec)
     m = _LOCAL.match(spec)
     if m:
         n = int(m.group(1) or 2)
         with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster, Client(cluster) as client:
+                          dashboard_address=None,
+                          silence_logs=console.third_party_level() if cli else logging.WARNING
+                          ) as cluster, Client(cluster) as client:
+            if cli:  # the workers share our stderr: same -v/-q there
+                register = getattr(client, "register_plugin", None) \
+                    or client.register_worker_plugin
+                register(ConsoleSetup(console.verbosity()))
             yield f"LocalCluster({n} workers) {client.scheduler.address}"
         return
     if "://" not in spec:

@@ -4,9 +4,9 @@ Plain JSON (STAC 1.0.0, self-contained: relative links, no ``self`` links), so Q
 browser or any STAC client can load it from disk. Items live next to their outputs as
 ``DIR/<scene_id>/<scene_id>.json``, with the projection, raster and file extensions: the
 footprint in EPSG:4326 (the GF-5 XML corners when the product has them, else the corners of
-the abundance COG transformed), ``datetime`` from the product (UTC assumed when the product
-gives no zone; the processing time, flagged, when it gives none), and assets with roles and
-media types.
+the abundance COG transformed), ``datetime`` from the product (the time its id encodes, else
+its metadata, UTC assumed when the product gives no zone; the processing time when it gives
+none; ``hsu:datetime_source`` says which), and assets with roles and media types.
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ ASSETS: dict[str, tuple[str, str, list[str], str]] = {
     "endmembers_hdr": ("endmembers_hdr", "text/plain", ["metadata"],
                        "ENVI header of the spectral library"),
     "style": ("style", "application/xml", ["style"], "QGIS style of the abundance raster"),
+    "rmse_style": ("rmse_style", "application/xml", ["style"], "QGIS style of the RMSE raster"),
+    "dominant": ("dominant", COG, ["data"], "Dominant endmember (argmax of abundances)"),
+    "dominant_style": ("dominant_style", "application/xml", ["style"],
+                       "QGIS style of the dominant-endmember raster"),
     "quicklook": ("quicklook", "image/png", ["overview"], "Quicklook"),
     "run": ("run", "application/json", ["metadata"], "Run record (hsu-geo run.json)"),
 }
@@ -57,12 +61,27 @@ def _iso_utc(value: str) -> str | None:
     return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _datetime(meta: Mapping[str, Any]) -> tuple[str, str]:
-    """``(datetime, source)`` for the item: the product's time, else its date, else now."""
-    for key in ("acquisition_time", "acquisition_date"):
-        value = _iso_utc(meta.get(key) or "")
-        if value is not None:
-            return value, key
+def _datetime(meta: Mapping[str, Any], ids: Sequence[str] = ()) -> tuple[str, str]:
+    """``(datetime, source)`` for the item, the first of: a time of day encoded in the product
+    id, ``meta["scene_id"]`` or ``ids`` (AVIRIS-NG, EMIT, EnMAP: source ``scene_id``,
+    :func:`hsu_geo.acquisition.time_from_id`); the reader's ``acquisition_time``; a date
+    encoded in an id (AVIRIS-Classic, GF-5: ``scene_id_date``); the reader's
+    ``acquisition_date``; the processing time (``processing``)."""
+    from hsu_geo.acquisition import time_from_id
+
+    names = [str(n) for n in (meta.get("product_id"), meta.get("scene_id"), *ids) if n]
+    parsed = [found for found in map(time_from_id, names) if found is not None]
+    timed = next((when for when, has_time in parsed if has_time), None)
+    if timed is not None:
+        return timed, "scene_id"
+    value = _iso_utc(meta.get("acquisition_time") or "")
+    if value is not None:
+        return value, "acquisition_time"
+    if parsed:
+        return parsed[0][0], "scene_id_date"
+    value = _iso_utc(meta.get("acquisition_date") or "")
+    if value is not None:
+        return value, "acquisition_date"
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "processing"
 
 
@@ -99,7 +118,7 @@ def scene_properties(abundance: str | Path, meta: Mapping[str, Any]) -> dict[str
             band["unit"] = src.units[0]
         if res:
             band["spatial_resolution"] = res
-        when, when_source = _datetime(meta)
+        when, when_source = _datetime(meta, [Path(abundance).name])
         return {
             "datetime": when, "datetime_source": when_source,
             "geometry": _footprint(src, meta),

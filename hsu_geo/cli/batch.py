@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import logging
+import contextlib
+import json
+import sys
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,7 +15,6 @@ from hsu_geo.cli.options import (
     common_options,
     configure_logging,
     effective_options,
-    is_quiet,
     model_options,
     scene_options,
 )
@@ -55,14 +57,24 @@ def _summary(record: Mapping[str, Any]) -> list[str]:
               help="Apply a model saved by `hsu-geo unmix --save-model` to every scene.")
 @click.option("--save-model", type=click.Path(dir_okay=False), default=None,
               help="With --train-on: also save the trained deep model as a checkpoint.")
+@click.option("--include", multiple=True, metavar="GLOB",
+              help="Only scenes whose path under ARCHIVE (or a folder of it) matches, e.g. "
+              "'*_rfl_*' or 'tiles/*' (repeatable).")
+@click.option("--exclude", multiple=True, metavar="GLOB",
+              help="Leave out scenes whose path or a folder of it matches, e.g. 'labels' "
+              "(repeatable); left-out scenes are listed as skipped.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failed scene.")
 @click.option("--overwrite", is_flag=True,
               help="Redo every scene, even if DIR holds a batch run with other settings.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON summary on stdout (every scene's status, outputs, "
+                   "endmembers, k, timings; warnings) instead of the table.")
 @common_options
 @click.pass_context
 def batch(ctx: click.Context, archive: str, out_dir: str, preset: str | None,
           settings: tuple[str, ...], distribute: str, train_on: str | None,
-          fail_fast: bool, overwrite: bool, **flags: Any) -> None:
+          fail_fast: bool, overwrite: bool, include: tuple[str, ...],
+          exclude: tuple[str, ...], as_json: bool = False, **flags: Any) -> None:
     """Unmix every scene in ARCHIVE (a folder tree, .tar, .tar.gz or .zip) into DIR.
 
     \b
@@ -81,25 +93,31 @@ def batch(ctx: click.Context, archive: str, out_dir: str, preset: str | None,
     """
     from pathlib import Path
 
+    from hsu_geo import console
     from hsu_geo.batch import run_batch
+    from hsu_geo.cli.summary import batch_summary
 
     configure_logging(ctx)
-    obj = ctx.ensure_object(dict)
-    if not obj.get("verbose"):  # dask.distributed logs INFO lines of its own
-        logging.getLogger("distributed").setLevel(logging.ERROR if obj.get("quiet")
-                                                  else logging.WARNING)
+    t0 = time.perf_counter()
     if train_on is not None and flags.get("load_model"):
         raise ConfigError("give either --train-on SCENE_ID or --load-model PATH, not both")
     opts = effective_options(ctx, preset, settings, flags)
-    quiet = is_quiet(ctx)
-    say = None if quiet else (lambda msg: click.echo(f"[hsu-geo] {msg}", err=True))
-    record = run_batch(archive, out_dir, opts, train_on=train_on, fail_fast=fail_fast,
-                       overwrite=overwrite, distribute=distribute, say=say,
-                       progress=not quiet)
-    for line in _summary(record):
-        click.echo(line)
+    say = console.echo if console.show_stages() else None
+    # with --json, stray prints of any library go to stderr: stdout holds the JSON only
+    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        record = run_batch(archive, out_dir, opts, train_on=train_on, fail_fast=fail_fast,
+                           overwrite=overwrite, distribute=distribute, say=say,
+                           include=include, exclude=exclude,
+                           progress=console.show_bars())
     out = Path(out_dir)
-    click.echo(f"record: {out / 'batch.json'}  catalog: {out / 'catalog.json'}")
+    if as_json:
+        click.echo(json.dumps(batch_summary(record, out, console.collected_warnings(),
+                                            time.perf_counter() - t0),
+                              indent=2, ensure_ascii=False, allow_nan=False))
+    else:
+        for line in _summary(record):
+            click.echo(line)
+        click.echo(f"record: {out / 'batch.json'}  catalog: {out / 'catalog.json'}")
     summary = record.get("summary", {})
     failed = bool(summary.get("failed") or summary.get("pending"))
     if failed:

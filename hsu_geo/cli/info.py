@@ -8,12 +8,22 @@ from typing import Any
 import click
 import numpy as np
 import xarray as xr
+from rasterio.crs import CRS
 
 from hsu_geo.cli.options import common_options, configure_logging, scene_options
 from hsu_geo.cube import cube_crs, cube_transform
 from hsu_geo.errors import EndmemberError
 from hsu_geo.ingest import open_scene
 from hsu_geo.ingest.badbands import BadBandConfig, BandReport, preprocess
+
+
+def _glt_crs(raw: xr.DataArray) -> str | None:
+    """``GLT -> EPSG:4326`` for sensor-geometry scenes orthorectified through a lookup table."""
+    glt = raw.attrs.get("glt")
+    if not glt:
+        return None
+    crs = CRS.from_user_input(glt["crs"])
+    return f"GLT -> {crs.to_string() if crs.to_epsg() else 'custom CRS'}"
 
 
 def describe(raw: xr.DataArray, kept: xr.DataArray, report: BandReport) -> dict[str, Any]:
@@ -28,7 +38,7 @@ def describe(raw: xr.DataArray, kept: xr.DataArray, report: BandReport) -> dict[
         "sensor": raw.attrs.get("sensor"),
         "product_id": raw.attrs.get("product_id"),
         "shape": [total, raw.sizes["y"], raw.sizes["x"]],
-        "crs": crs.to_string() if crs else ("RPC" if "rpcs" in raw.attrs else None),
+        "crs": crs.to_string() if crs else ("RPC" if "rpcs" in raw.attrs else _glt_crs(raw)),
         "transform": list(transform)[:6] if transform is not None else None,
         "quantity": raw.attrs.get("quantity"),
         "units": raw.attrs.get("units"),
@@ -63,6 +73,28 @@ def k_estimate_record(raw: xr.DataArray, config: BadBandConfig, sample_size: int
         rec = {"k": None, "error": str(exc), "n_pixels": int(Y.shape[0]),
                "n_bands": int(Y.shape[1])}
     return kept, report, rec
+
+
+def range_check(kept: xr.DataArray, config: BadBandConfig) -> dict[str, Any]:
+    """Reflectance level of a few sampled windows of the kept bands
+    (:func:`hsu_geo.ingest.scale.range_record`): implausible for 0-1 reflectance gets a
+    warning suggesting ``--scale``."""
+    from hsu_geo.ingest.badbands import sample_windows
+    from hsu_geo.ingest.scale import range_record
+
+    windows = sample_windows(kept, config.sample_windows, config.window, config.seed)
+    sample = np.concatenate([w.reshape(w.shape[0], -1).T for w in windows])
+    return range_record(sample, kept)
+
+
+def _print_range(rng: dict[str, Any]) -> None:
+    if rng["level"] is None:
+        return
+    verdict = "" if rng["plausible"] is None else \
+        ("  plausible for 0-1 reflectance" if rng["plausible"] else "  IMPLAUSIBLE")
+    click.echo(f"Value level  {rng['level']:.4g} (95th percentile of pixel medians){verdict}")
+    if rng["warning"]:
+        click.echo(f"Warning      {rng['warning']}")
 
 
 def _print_k(est: dict[str, Any]) -> None:
@@ -105,19 +137,21 @@ def _print_text(rec: dict[str, Any]) -> None:
                    "the whole scene once.")
 @common_options
 @click.pass_context
-def info(ctx: click.Context, scene: str, sensor: str, wavelengths: str | None, chunk_size: int,
+def info(ctx: click.Context, scene: str, sensor: str, wavelengths: str | None,
+         scale: float | None, chunk_size: int,
          drop_bands: str | None, keep_bands: str | None, as_json: bool,
          estimate_k: bool) -> None:
     """Describe SCENE: reader, size, georeferencing, calibration, kept and dropped bands.
 
     \b
     Examples:
-      hsu-geo info sample_data/gf5/GF5B_AHSI_..._L10000252104
-      hsu-geo info scene.tif --json
-      hsu-geo info scene.tif --estimate-k
+      hsu-geo info sample_data/GF5B_AHSI_E116.5_N41.2_20230615_010123_L10000312345
+      hsu-geo info sample_data/minerals_aviris_like.tif --json
+      hsu-geo info sample_data/minerals_aviris_like.tif --estimate-k
     """
     configure_logging(ctx)
-    raw = open_scene(scene, sensor=sensor, chunks=chunk_size, wavelengths=wavelengths)
+    raw = open_scene(scene, sensor=sensor, chunks=chunk_size, wavelengths=wavelengths,
+                     scale=scale)
     config = BadBandConfig(drop=drop_bands, keep=keep_bands)
     est = None
     if estimate_k:
@@ -125,11 +159,13 @@ def info(ctx: click.Context, scene: str, sensor: str, wavelengths: str | None, c
     else:
         kept, report = preprocess(raw, config)
     rec = describe(raw, kept, report)
+    rec["value_range"] = range_check(kept, config)
     if est is not None:
         rec["k_estimate"] = est
     if as_json:
         click.echo(json.dumps(rec, indent=2))
     else:
         _print_text(rec)
+        _print_range(rec["value_range"])
         if est is not None:
             _print_k(est)

@@ -1,11 +1,13 @@
 """The ``hsu-geo`` command group: subcommands, error handling, exit codes.
 
 Exit codes: 0 success, 1 user error (one line on stderr; traceback only with ``-v``),
-2 usage error (click's own).
+2 usage error (click's own), 130 interrupted, 141 stdout closed early (``hsu-geo ... | head``:
+no message, the status a shell reports for a tool ended by SIGPIPE).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 
@@ -28,6 +30,8 @@ class HsuGeoGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted; no partial outputs were kept.", err=True)
             sys.exit(130)
+        except BrokenPipeError:
+            _quiet_broken_pipe()
         except Exception as exc:
             verbose = bool(ctx.ensure_object(dict).get("verbose"))
             if verbose:
@@ -40,6 +44,21 @@ class HsuGeoGroup(click.Group):
                 msg = f"internal error ({type(exc).__name__}: {exc}); run with -v for details"
             click.echo(f"Error: {msg.splitlines()[0] if msg else type(exc).__name__}", err=True)
             sys.exit(1)
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader of stdout went away (``| head``): exit quietly like other unix tools.
+
+    stdout is pointed at /dev/null so that the interpreter's final flush cannot fail again
+    (Python's documented recipe); SIGPIPE keeps Python's default (ignored), so a dask
+    connection that drops still raises an error instead of killing the process.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (tests)
+        pass
+    sys.exit(141)
 
 
 @click.group(cls=HsuGeoGroup, context_settings={"help_option_names": ["-h", "--help"]})

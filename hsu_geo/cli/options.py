@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -30,12 +29,15 @@ def _set_verbosity(ctx: click.Context, param: click.Parameter, value: int) -> in
 
 verbose_opt = click.option("-v", "--verbose", count=True, expose_value=False,
                            callback=_set_verbosity, is_eager=True,
-                           help="Show debug logs and full tracebacks.")
+                           help="Also info logs, third-party ones (dask, rasterio warnings) "
+                                "included, and full tracebacks; -vv: debug logs.")
 quiet_opt = click.option("-q", "--quiet", count=True, expose_value=False,
                          callback=_set_verbosity, is_eager=True,
-                         help="No progress bars, only errors.")
+                         help="Silent unless something is wrong: only hsu-geo's warnings "
+                              "and errors (-qq: errors only).")
 sensor_opt = click.option("--sensor", default="auto", show_default=True,
-                          help="Reader to use (see `hsu-geo readers`); auto-detected by default.")
+                          help="Reader to use (see `hsu-geo readers`), or a comma-separated "
+                          "list to detect among (e.g. enmap,geotiff); all by default.")
 wavelengths_opt = click.option(
     "--wavelengths", type=click.Path(dir_okay=False), default=None,
     help="CSV or ENVI .hdr with band wavelengths, for rasters that lack them.")
@@ -47,6 +49,24 @@ drop_opt = click.option("--drop-bands", default=None, metavar="SPEC",
                              "e.g. '1-7,200,1340-1460nm'.")
 keep_opt = click.option("--keep-bands", default=None, metavar="SPEC",
                         help="Keep these bands even if flagged bad (same syntax).")
+
+
+def _check_scale(ctx: click.Context, param: click.Parameter, value: str | None
+                 ) -> float | None:
+    from hsu_geo.ingest.scale import check_scale
+
+    if value is None:
+        return None
+    try:
+        return check_scale(value, "")
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc).strip()) from None
+
+
+scale_opt = click.option(
+    "--scale", default=None, metavar="FACTOR", callback=_check_scale,
+    help="Reflectance = stored value x FACTOR, e.g. 0.0001 for reflectance stored x10000 "
+         "without a scale factor in its header (replaces the file's factor).")
 
 
 class KType(click.ParamType):
@@ -84,7 +104,13 @@ _model_opts = (
                       "multi-start), vca, nfindr, atgp (extreme pixels), or vca+refine, "
                       "nfindr+refine, atgp+refine. [default: refined]"),
     click.option("--endmembers", type=click.Path(dir_okay=False), default=None,
-                 help="CSV with wavelength_nm + one column per endmember (any grid)."),
+                 metavar="FILE[:KEY=VALUE...]",
+                 help="Spectral library: CSV (one column or one row per spectrum), ENVI "
+                      ".sli/.hdr, EMIT CSV; options class=A,B names=GLOB,.. by=COLUMN "
+                      "average=no scale=FACTOR, e.g. lib.csv:class=soil,npv."),
+    click.option("--naming", type=click.Choice(["features", "sam"]), default=None,
+                 help="Name extracted endmembers by absorption features (continuum removed) "
+                      "or by full-spectrum spectral angle. [default: features]"),
     click.option("--library", default=None, metavar="usgs[:NAMES]",
                  help="Bundled USGS splib07 minerals, e.g. usgs:alunite,kaolinite."),
     click.option("--device", default=None, help="auto, cpu or cuda[:i]. [default: auto]"),
@@ -109,7 +135,8 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def scene_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """The options every command that opens a scene takes."""
-    for opt in reversed((sensor_opt, wavelengths_opt, chunk_opt, drop_opt, keep_opt)):
+    for opt in reversed((sensor_opt, wavelengths_opt, scale_opt, chunk_opt, drop_opt,
+                         keep_opt)):
         func = opt(func)
     return func
 
@@ -120,10 +147,11 @@ def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def configure_logging(ctx: click.Context) -> None:
-    """Map -v/-q to a log level on stderr."""
+    """Map -v/-q to what reaches stderr (rules in :mod:`hsu_geo.console`)."""
+    from hsu_geo import console
+
     obj = ctx.ensure_object(dict)
-    level = logging.WARNING - 10 * obj.get("verbose", 0) + 10 * obj.get("quiet", 0)
-    logging.basicConfig(level=max(logging.DEBUG, level), format="%(levelname)s %(message)s")
+    console.setup(obj.get("verbose", 0), obj.get("quiet", 0))
 
 
 def is_quiet(ctx: click.Context) -> bool:

@@ -34,12 +34,13 @@ def _snrs(value: str) -> tuple[float, ...]:
 
 
 def _library(library: str | None, endmembers: str | None) -> SpectralLibrary:
-    from hsu_geo.endmembers.library import load_usgs_library, read_endmember_csv
+    from hsu_geo.endmembers.library import load_usgs_library
+    from hsu_geo.endmembers.library_io import read_library
 
     if library and endmembers:
         raise ConfigError("give either --endmembers CSV or --library, not both")
     if endmembers:
-        return read_endmember_csv(endmembers)
+        return read_library(endmembers)
     name, _, names = (library or DEFAULT_LIBRARY).partition(":")
     if name.strip().lower() != "usgs":
         raise ConfigError(f"unknown library {name!r}; the bundled one is 'usgs' "

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import time
-from typing import Any, ClassVar
 
 import click
 
@@ -12,54 +13,30 @@ from hsu_geo.cli.options import (
     common_options,
     configure_logging,
     effective_options,
-    is_quiet,
     model_options,
     scene_options,
 )
 from hsu_geo.unmix import MODELS
 
 
-class EpochBar:
-    """Training progress of deep models on stderr: one bar per stage, redrawn in place
-    (at most every 0.2 s), ending with the stage's last loss."""
+def _check(value, what: str):
+    """Parse --window/--bounds/--co now, so a bad value is a usage error before any I/O."""
+    from hsu_geo.errors import ConfigError
+    from hsu_geo.ingest.subset import parse_bounds, parse_window
+    from hsu_geo.write.creation import check_creation_options
 
-    LABELS: ClassVar[dict[str, str]] = {
-        "decoder_pretrain": "pretraining decoder", "synthetic_pretrain": "synthetic pretrain",
-        "finetune": "fine-tuning", "train": "training"}
-
-    def __init__(self) -> None:
-        self.stage: str | None = None
-        self.last = 0.0
-        self.pending: Any = None  # last event not drawn yet (throttled)
-
-    def __call__(self, event: Any) -> None:
-        if event.stage != self.stage:
-            self.close()
-            self.stage, self.last = event.stage, 0.0
-        now = time.monotonic()
-        self.pending = event
-        if event.epoch < event.epochs and now - self.last < 0.2:
-            return
-        self.last = now
-        self._draw(event)
-        if event.epoch >= event.epochs:
-            self.close()
-
-    def _draw(self, event: Any) -> None:
-        self.pending = None
-        base, _, detail = event.stage.partition(":")
-        label = self.LABELS.get(base, base) + (f" {detail}" if detail else "")
-        filled = round(24 * event.epoch / max(event.epochs, 1))
-        click.echo(f"\r[hsu-geo] {label:<20} [{'#' * filled}{'.' * (24 - filled)}] "
-                   f"{event.epoch}/{event.epochs} loss {event.loss:.5g}", err=True, nl=False)
-
-    def close(self) -> None:
-        """Draw the last event of the current bar (e.g. after an early stop), end its line."""
-        if self.stage is not None:
-            if self.pending is not None:
-                self._draw(self.pending)
-            click.echo("", err=True)
-            self.stage = None
+    if not value:
+        return value
+    try:
+        if what == "window":
+            parse_window(value)
+        elif what == "bounds":
+            parse_bounds(value)
+        else:
+            return tuple(f"{k}={v}" for k, v in check_creation_options(value).items())
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
 
 
 @click.command()
@@ -75,43 +52,69 @@ class EpochBar:
                    "training); the scene must have the same bands.")
 @click.option("--pipeline", "preset", type=click.Path(dir_okay=False), default=None,
               help="YAML preset (pipelines/*.yaml); flags given here override it.")
+@click.option("--window", default=None, metavar="COL,ROW,WIDTH,HEIGHT",
+              callback=lambda c, p, v: _check(v, "window"),
+              help="Unmix only this pixel window of the scene (GDAL -srcwin order).")
+@click.option("--bounds", default=None, metavar="LEFT,BOTTOM,RIGHT,TOP",
+              callback=lambda c, p, v: _check(v, "bounds"),
+              help="Unmix only the pixels whose centres lie in these bounds (scene CRS).")
+@click.option("--co", "creation_options", multiple=True, metavar="KEY=VALUE",
+              callback=lambda c, p, v: _check(v, "co"),
+              help="GDAL COG creation option for the rasters (repeatable), e.g. "
+                   "--co COMPRESS=DEFLATE --co LEVEL=9.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON summary on stdout (outputs, endmembers, k, timings, "
+                   "warnings) instead of the output paths.")
 @common_options
 @click.pass_context
 def unmix(ctx: click.Context, scene: str, out_dir: str, overwrite: bool, preset: str | None,
-          settings: tuple[str, ...], **flags) -> None:
+          settings: tuple[str, ...], as_json: bool, **flags) -> None:
     """Unmix SCENE into abundance maps, endmember spectra and a run record in --out.
 
     \b
     Writes S_M_abundance.tif (COG, one band per endmember), S_M_rmse.tif,
-    S_M_endmembers.csv/.sli, S_M_abundance.qml (QGIS style), S_M_quicklook.png and
-    S_M_run.json, for scene id S and model M. Existing files are kept unless --overwrite.
+    S_M_dominant.tif (index of the largest abundance), QGIS styles for all three (.qml),
+    S_M_endmembers.csv/.sli, S_M_quicklook.png and S_M_run.json, for scene id S and
+    model M. Existing files are kept unless --overwrite.
 
     \b
     Examples:
       hsu-geo unmix scene.tif -m fcls -k 6 -o out/
       hsu-geo unmix scene.tif -m fcls --library usgs:alunite,kaolinite,muscovite
+      hsu-geo unmix scene.img --endmembers emit_library.csv:class=soil,npv:scale=0.0001
+      hsu-geo unmix x10000_scene.img --scale 0.0001 --endmembers my_library.sli
       hsu-geo unmix GF5B_AHSI_..._L10000252104.tar.gz -k auto --scheduler local:2
       hsu-geo unmix scene.tif -m cresdae -k 5 --save-model cresdae.pt
       hsu-geo unmix other_scene.tif --load-model cresdae.pt
     """
+    from hsu_geo import console
+    from hsu_geo.cli.summary import unmix_summary
     from hsu_geo.pipeline import run_unmix
 
     configure_logging(ctx)
+    t0 = time.perf_counter()
     opts = effective_options(ctx, preset, settings, flags)
-    quiet = is_quiet(ctx)
-    bar = None if quiet else EpochBar()
+    stages = console.show_stages()
+    epochs = console.EpochProgress() if stages else None
 
     def say(msg: str) -> None:
-        bar.close()
-        click.echo(f"[hsu-geo] {msg}", err=True)
+        epochs.close()  # a deep model's last stage may have stopped early
+        console.echo(msg)
 
-    result = run_unmix(scene, out_dir, opts, overwrite=overwrite, progress=not quiet,
-                       on_stage=None if quiet else say, on_epoch=bar)
-    if not quiet:
+    # with --json, stray prints of any library go to stderr: stdout holds the JSON only
+    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        result = run_unmix(scene, out_dir, opts, overwrite=overwrite,
+                           progress=console.show_bars(), on_stage=say if stages else None,
+                           on_epoch=epochs)
+    if stages:
         names = ", ".join(result["endmembers"])
-        click.echo(f"[hsu-geo] {result['scene_id']}: {len(result['endmembers'])} endmembers "
-                   f"({names})", err=True)
+        console.echo(f"{result['scene_id']}: {len(result['endmembers'])} endmembers ({names})")
+    if as_json:
+        summary = unmix_summary(result, console.collected_warnings(),
+                                time.perf_counter() - t0)
+        click.echo(json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=False))
+        return
     for path in result["outputs"].values():
         click.echo(str(path))
 

@@ -544,8 +544,16 @@ def spectral_angle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def name_endmembers(M: np.ndarray, wavelength_nm: Sequence[float] | np.ndarray,
                     fwhm_nm: Sequence[float] | np.ndarray | None = None,
                     threshold_rad: float = DEFAULT_NAME_THRESHOLD_RAD,
-                    library: SpectralLibrary | None = None) -> list[tuple[str, float]]:
-    """Name extracted endmembers after their closest library mineral by spectral angle.
+                    library: SpectralLibrary | None = None,
+                    method: str = "sam") -> list[tuple[str, float]]:
+    """Name extracted endmembers after their closest library mineral.
+
+    ``method="sam"`` (this function's default, kept for compatibility): full-spectrum spectral
+    angle, below. ``method="features"`` (what ``hsu-geo unmix`` uses): diagnostic absorption
+    features after continuum removal
+    (:func:`hsu_geo.endmembers.features.name_endmembers_by_features`): names may be ``"A or
+    B"``, ``threshold_rad`` is not used, and each returned pair also carries ``.confidence`` and
+    ``.info`` (the evidence, or why the name cannot be decided).
 
     Args:
         M: (k, L) endmember spectra on the scene bands (NaN bands are ignored).
@@ -572,6 +580,12 @@ def name_endmembers(M: np.ndarray, wavelength_nm: Sequence[float] | np.ndarray,
         raise EndmemberError(f"endmembers have {M.shape[1]} bands but {wl.size} wavelengths "
                              "were given")
     lib = load_usgs_library() if library is None else library
+    if method == "features":
+        from hsu_geo.endmembers.features import name_endmembers_by_features
+
+        return list(name_endmembers_by_features(M, wl, fw, library=lib))
+    if method != "sam":
+        raise EndmemberError(f"naming method {method!r}: use 'features' or 'sam'")
     usable = [n for n, c in zip(lib.names, coverage_mask(lib, wl, fw), strict=True) if c.all()]
     angles = np.full((M.shape[0], 0), np.nan)
     if usable:
@@ -618,9 +632,10 @@ def _unit_hint(level: float, what: str) -> str | None:
     label = "percent (x100)" if factor == 100 else "x10000"
     if what == "the scene":
         return (f"the scene looks like {label} reflectance without its scale factor: give it "
-                f"one (ENVI header 'reflectance scale factor = {factor}', GeoTIFF tag "
-                f"reflectance_scale_factor={factor})")
-    return f"the library looks like {label} reflectance: divide its values by {factor}"
+                f"one (--scale {1 / factor:g}, or ENVI header 'reflectance scale factor = "
+                f"{factor}', GeoTIFF tag reflectance_scale_factor={factor})")
+    return (f"the library looks like {label} reflectance: divide its values by {factor} "
+            f"(--endmembers FILE:scale={1 / factor:g})")
 
 
 def library_scale_check(Y: np.ndarray, M: np.ndarray, *,

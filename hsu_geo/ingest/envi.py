@@ -33,6 +33,7 @@ from hsu_geo.ingest.spectral_meta import (
     parse_floats,
     parse_scale_factor,
     read_wavelength_file,
+    resolved_units,
     to_nm,
 )
 from hsu_geo.safe_io import HEADER_LIMIT, TABLE_LIMIT, check_regular_file
@@ -146,9 +147,10 @@ def band_info(hdr: dict[str, Any], n: int, source: Path) -> BandInfo | None:
     if "wavelength" not in hdr:
         return None
     units = hdr.get("wavelength units")
-    wl = to_nm(parse_floats(hdr["wavelength"], "wavelength", str(source)), units, str(source))
-    fw = (to_nm(parse_floats(hdr["fwhm"], "fwhm", str(source)), units, str(source))
-          if "fwhm" in hdr else np.full(wl.size, np.nan))
+    raw_wl = parse_floats(hdr["wavelength"], "wavelength", str(source))
+    wl = to_nm(raw_wl, units, str(source))
+    fw = (to_nm(parse_floats(hdr["fwhm"], "fwhm", str(source)), resolved_units(raw_wl, units),
+                str(source)) if "fwhm" in hdr else np.full(wl.size, np.nan))
     gb = np.ones(wl.size, bool)
     if "bbl" in hdr:
         bbl = parse_floats(hdr["bbl"], "bbl", str(source))

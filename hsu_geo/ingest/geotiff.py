@@ -23,6 +23,7 @@ from hsu_geo.ingest.spectral_meta import (
     BandInfo,
     parse_scale_factor,
     read_wavelength_file,
+    resolved_units,
     to_nm,
 )
 
@@ -82,7 +83,8 @@ def band_info_from_tags(src: rasterio.io.DatasetReader) -> BandInfo | None:
         units = tags[0].get("wavelength_units")
         wl_nm = to_nm(wl, units, name)
         fw = _band_floats(tags, "fwhm", name)
-        fw = to_nm(fw, units, name) if fw is not None else np.full(n, np.nan)
+        fw = to_nm(fw, resolved_units(wl, units), name) if fw is not None \
+            else np.full(n, np.nan)
         bbl = _band_flags(tags, "bbl", name)
         gb = (np.array([v not in ("0", "0.0", "false") for v in bbl]) if bbl is not None
               else np.ones(n, bool))

@@ -295,6 +295,22 @@ def take_bands(arr: da.Array, index: Sequence[int] | np.ndarray) -> da.Array:
     return _as_dask(sub, arr.chunks[1][0], arr.chunks[2][0])
 
 
+def scale_values(arr: da.Array, factor: float) -> da.Array:
+    """``arr * factor`` as float32; for an array straight from :func:`lazy_raster` the factor
+    is folded into the read's calibration (so :func:`take_bands` still reaches the file)."""
+    r = _READERS.get(arr.name)
+    f = np.float32(factor)
+    if r is None or len(arr.chunks[0]) != 1:
+        return (arr * f).astype("float32")
+    n = len(r.bands)
+    cal = r.calibration or Calibration()
+    gain = np.full(n, f, "float32") if cal.gain is None else (cal.gain * f).astype("float32")
+    offset = None if cal.offset is None else (cal.offset * f).astype("float32")
+    scaled = Calibration(gain, offset, cal.nodata, cal.zero_is_nodata)
+    sub = WindowReader(r.path, r.bands, r.shape[1:], r.raw_dtype.name, scaled)
+    return _as_dask(sub, arr.chunks[1][0], arr.chunks[2][0])
+
+
 def _align(chunk: int, block: int, full: int) -> int:
     """Chunk edge rounded to whole blocks (when blocks are small tiles), capped at ``full``."""
     if 1 < block < chunk and chunk % block:

@@ -5,7 +5,11 @@ band statistics for bad-band decisions) and the unmixing pass. Per band it accum
 count of valid values, min, max, sum, and the sum of squared differences between horizontally
 adjacent valid pixels — the noise estimator of ``spectral.noise_from_diffs`` (noise variance =
 mean squared neighbour difference / 2), restricted to the diagonal so it streams in
-O(pixels x bands).
+O(pixels x bands), and to pairs inside aligned :data:`PAIR_ALIGN`-column groups.
+
+Neither the sample nor the pairs depend on the chunking (for chunk sizes that are multiples
+of :data:`PAIR_ALIGN`) or on the scheduler: the same seed gives the same sample, the same bad
+bands and the same endmembers for any ``--chunk-size`` (sums differ in float rounding only).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import dask.array as da
 import numpy as np
 import xarray as xr
 
@@ -62,16 +67,93 @@ SAMPLE_BYTES_LIMIT = 4 * 2**30
 
 #: rows per slab when accumulating statistics (bounds temporaries to a slab, not a chunk)
 SLAB_ROWS = 32
+#: the noise estimate pairs horizontally adjacent pixels within aligned groups of this many
+#: columns (the smallest --chunk-size), so chunk borders never split a pair
+PAIR_ALIGN = 16
 
 
-def _scan_block(block: np.ndarray, quota: int, seed: int) -> tuple[np.ndarray, BandStats]:
-    """Sample up to ``quota`` pixels of a ``(L, h, w)`` block and accumulate band stats.
+_MIX = (0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
+_U64 = 2**64 - 1
+#: extra candidates drawn so that a pass yields the whole sample with near certainty: a
+#: candidate count is binomial, mean n + 6 sqrt(n) + 10 falls below n with p < 1e-9
+_MARGIN_SD = 6.0
 
-    Works on slabs of rows seen pixel-major ``(rows, w, L)`` (a view, contiguous when the
-    reader delivered pixel-major memory); slabs without NaN skip the masking.
+
+def _seed_key(seed: int) -> np.uint64:
+    """A 64-bit key for ``seed`` (splitmix64 of the seed, so nearby seeds differ)."""
+    z = (int(seed) + 0x9E3779B97F4A7C15) & _U64
+    z = ((z ^ (z >> 30)) * _MIX[0]) & _U64
+    z = ((z ^ (z >> 27)) * _MIX[1]) & _U64
+    return np.uint64(z ^ (z >> 31))
+
+
+def pixel_keys(index: np.ndarray, seed: int) -> np.ndarray:
+    """Pseudo-random 64-bit keys of global pixel indexes (row * width + col), any shape.
+
+    The splitmix64 finaliser of ``index XOR key(seed)``: a bijection, so distinct pixels have
+    distinct keys (no ties), and a pixel's key depends on nothing but its position and the
+    seed (not on the chunk, task or thread that reads it).
+    """
+    z = index.astype(np.uint64) ^ _seed_key(seed)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(_MIX[0])  # uint64 arrays wrap modulo 2**64
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(_MIX[1])
+    return z ^ (z >> np.uint64(31))
+
+
+def _key_threshold(fraction: float) -> int:
+    """Keys ``<=`` this are a ``fraction`` of all 64-bit keys (-1: none, 2**64-1: all)."""
+    return min(_U64, math.ceil(min(max(fraction, 0.0), 1.0) * 2.0**64) - 1)
+
+
+@dataclass
+class Candidates:
+    """Sample candidates of one block: pixels ``(n, L)`` float32, their global indexes and keys
+    ``(n,)``, and the number of pixels in the block with at least one finite band."""
+
+    pixels: np.ndarray
+    index: np.ndarray
+    key: np.ndarray
+    valid: int
+
+
+def _candidates(pixels: np.ndarray, anyvalid: np.ndarray, fraction: float, seed: int,
+                origin: tuple[int, int], width: int) -> Candidates:
+    """The valid pixels of a ``(h, w, L)`` block whose key is in the lowest ``fraction``."""
+    h, w = anyvalid.shape
+    threshold = _key_threshold(fraction)
+    if threshold < 0:
+        empty = np.empty(0, np.uint64)
+        return Candidates(np.empty((0, pixels.shape[2]), pixels.dtype), empty.astype(np.int64),
+                          empty, int(anyvalid.sum()))
+    rows = np.arange(origin[0], origin[0] + h, dtype=np.int64)[:, None]
+    cols = np.arange(origin[1], origin[1] + w, dtype=np.int64)[None, :]
+    index = rows * width + cols
+    key = pixel_keys(index, seed)
+    pick = anyvalid & (key <= np.uint64(threshold))
+    r, c = np.nonzero(pick)
+    gathered = pixels.transpose(2, 0, 1)[:, r, c].T  # per band: faster for band-major blocks
+    return Candidates(np.ascontiguousarray(gathered), index[pick], key[pick],
+                      int(anyvalid.sum()))
+
+
+def _scan_block(block: np.ndarray, fraction: float = 0.0, seed: int = 0,
+                origin: tuple[int, int] = (0, 0), width: int | None = None
+                ) -> tuple[Candidates, BandStats]:
+    """Sample candidates and band stats of a ``(L, h, w)`` block at ``origin`` (row, col) of a
+    scene ``width`` pixels wide (the block's own width by default).
+
+    Candidates are the pixels with at least one finite band whose :func:`pixel_keys` lie in the
+    lowest ``fraction`` of the key range (0: none). Works on slabs of rows seen pixel-major
+    ``(rows, w, L)`` (a view, contiguous when the reader delivered pixel-major memory); slabs
+    without NaN skip the masking.
     """
     L, h, w = block.shape
     pixels = block.transpose(1, 2, 0)  # (h, w, L)
+    # noise pairs (x, x+1) only inside aligned PAIR_ALIGN-column groups: no pair crosses a
+    # chunk border when chunk sizes are multiples of PAIR_ALIGN, so the pairs do not
+    # depend on the chunking
+    cut = (origin[1] + np.arange(1, w)) % PAIR_ALIGN == 0  # (w-1,) pair (j, j+1) dropped
+    n_pairs = w - 1 - int(cut.sum())
     minimum = np.full(L, np.nan)
     maximum = np.full(L, np.nan)
     count = np.zeros(L, "int64")
@@ -87,7 +169,8 @@ def _scan_block(block: np.ndarray, quota: int, seed: int) -> tuple[np.ndarray, B
             count += sub.shape[0] * w
             total += sums
             diff = sub[:, 1:] - sub[:, :-1]
-            diff_count += sub.shape[0] * (w - 1)
+            diff[:, cut] = 0
+            diff_count += sub.shape[0] * n_pairs
             anyvalid[r0:r0 + SLAB_ROWS] = True
         else:
             finite = np.isfinite(sub)
@@ -98,6 +181,7 @@ def _scan_block(block: np.ndarray, quota: int, seed: int) -> tuple[np.ndarray, B
             filled = np.where(finite, sub, np.float32(0))
             total += filled.sum(axis=(0, 1))
             pair = finite[:, 1:] & finite[:, :-1]
+            pair[:, cut] = False
             diff = np.where(pair, filled[:, 1:] - filled[:, :-1], np.float32(0))
             diff_count += pair.sum(axis=(0, 1))
             anyvalid[r0:r0 + SLAB_ROWS] = finite.any(axis=-1)
@@ -107,19 +191,54 @@ def _scan_block(block: np.ndarray, quota: int, seed: int) -> tuple[np.ndarray, B
         # accumulated across slabs in float64
         diff_sq += np.einsum("ijb,ijb->b", diff, diff)
     stats = BandStats(count, minimum, maximum, total, diff_sq, diff_count, h * w)
-    pick = np.flatnonzero(anyvalid.ravel())
-    if pick.size > quota:
-        pick = np.sort(np.random.default_rng(seed).choice(pick, quota, replace=False))
-    rows, cols = np.divmod(pick, w)
-    return np.ascontiguousarray(pixels[rows, cols]), stats
+    return _candidates(pixels, anyvalid, fraction, seed, origin, width or w), stats
+
+
+def _first_fraction(n: int, pixels: int) -> float:
+    """Key fraction of the first pass: twice the sample plus a margin, over all pixels, so one
+    pass suffices unless more than about half the scene is nodata."""
+    return min(1.0, 2.0 * (n + _MARGIN_SD * math.sqrt(n) + 10) / max(pixels, 1))
+
+
+def _scan_pass(data: da.Array, fraction: float, seed: int, with_stats: bool = True
+               ) -> tuple[list[Candidates], list[BandStats]]:
+    """One read of every chunk: candidates (and band stats) per chunk, in chunk order."""
+    width = data.shape[2]
+
+    def scan(block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+        (y0, _), (x0, _) = block_info[0]["array-location"][1:]
+        out = np.empty((1, 1, 1), dtype=object)
+        with np.errstate(over="ignore"):  # values near float32 overflow: refused later,
+            # by check_magnitudes, with a message (not a RuntimeWarning)
+            if with_stats:
+                out[0, 0, 0] = _scan_block(block, fraction, seed, (y0, x0), width)
+            else:
+                pixels = block.transpose(1, 2, 0)
+                anyvalid = np.isfinite(pixels).any(axis=-1)
+                out[0, 0, 0] = (_candidates(pixels, anyvalid, fraction, seed, (y0, x0),
+                                            width), None)
+        return out
+
+    # map_blocks (not dask.delayed) so each chunk's read fuses with its scan into one task:
+    # a chunk is read, scanned and freed before the next is read, whatever the scene size
+    results = data.map_blocks(scan, dtype=object, chunks=(1, 1, 1),
+                              meta=np.empty((0, 0, 0), object)).compute()
+    parts = [results[0, j, i] for j in range(results.shape[1])
+             for i in range(results.shape[2])]
+    return [p[0] for p in parts], [p[1] for p in parts]
 
 
 def scan_cube(cube: xr.DataArray, n_sample: int, seed: int = 0) -> tuple[np.ndarray, BandStats]:
     """Read every chunk once: ``(sample (n, bands) float32 with NaNs kept, BandStats)``.
 
-    Pixels are sampled from every chunk in proportion to its area among pixels with at least
-    one finite band; rows may still hold NaN in some bands (bad bands are decided afterwards).
-    A sample over :data:`SAMPLE_BYTES_LIMIT` is refused before anything is read.
+    The sample is the ``min(n_sample, valid)`` pixels with at least one finite band whose
+    :func:`pixel_keys` (a hash of the global pixel index and ``seed``) are smallest, in
+    row-major order: a uniform random sample without replacement that depends on the scene
+    and the seed only, never on the chunk size or the scheduler. Each chunk keeps only its
+    candidates (keys in the lowest ``~2 n / pixels`` of the range), so memory stays about
+    twice the sample; a scene more than about half nodata may need a second read to find
+    enough candidates. Rows may still hold NaN in some bands (bad bands are decided
+    afterwards). A sample over :data:`SAMPLE_BYTES_LIMIT` is refused before anything is read.
     """
     data = cube.data
     total = data.shape[1] * data.shape[2]
@@ -130,36 +249,37 @@ def scan_cube(cube: xr.DataArray, n_sample: int, seed: int = 0) -> tuple[np.ndar
             f"--sample-size {n_sample}: a sample of {min(n_sample, total)} pixels x "
             f"{data.shape[0]} bands needs {need / 2**30:.1f} GiB, more than the "
             f"{SAMPLE_BYTES_LIMIT / 2**30:.0f} GiB allowed; use --sample-size {fit} or less")
-    n_x = len(data.chunks[2])
-
-    def scan(block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
-        j, i = block_info[0]["chunk-location"][1:]
-        quota = max(1, math.ceil(n_sample * block.shape[1] * block.shape[2] / total))
-        out = np.empty((1, 1, 1), dtype=object)
-        with np.errstate(over="ignore"):  # values near float32 overflow: refused later,
-            # by check_magnitudes, with a message (not a RuntimeWarning)
-            out[0, 0, 0] = _scan_block(block, quota, seed * 1_000_003 + j * 10_007 + i)
-        return out
-
-    # map_blocks (not dask.delayed) so each chunk's read fuses with its scan into one task:
-    # a chunk is read, scanned and freed before the next is read, whatever the scene size
-    results = data.map_blocks(scan, dtype=object, chunks=(1, 1, 1),
-                              meta=np.empty((0, 0, 0), object)).compute()
-    parts = [results[0, j, i] for j in range(results.shape[1]) for i in range(n_x)]
-    sample = np.concatenate([p[0] for p in parts], axis=0)
-    stats = parts[0][1]
-    for _, s in parts[1:]:
+    fraction = _first_fraction(n_sample, total)
+    parts, stat_parts = _scan_pass(data, fraction, seed)
+    stats = stat_parts[0]
+    for s in stat_parts[1:]:
         stats = stats.merge(s)
-    if sample.shape[0] > n_sample:
-        pick = np.sort(np.random.default_rng(seed).choice(sample.shape[0], n_sample,
-                                                          replace=False))
-        sample = sample[pick]
-    if sample.shape[0] == 0:
+    valid = sum(p.valid for p in parts)
+    want = min(n_sample, valid)
+    while sum(p.key.size for p in parts) < want and fraction < 1.0:
+        # mostly nodata: read again with a fraction sized on the valid pixels now known
+        fraction = min(1.0, max(2.0 * fraction, (want + _MARGIN_SD * math.sqrt(want) + 10)
+                                / valid))
+        parts, _ = _scan_pass(data, fraction, seed, with_stats=False)
+    if want == 0:
         raise InvalidSceneError(
             f"{cube.attrs.get('product_id', 'scene')}: every pixel is nodata; check the "
             "nodata value or the file"
         )
-    return sample.astype("float32", copy=False), stats
+    key = np.concatenate([p.key for p in parts])
+    index = np.concatenate([p.index for p in parts])
+    chosen = np.argsort(key, kind="stable")[:want]  # keys are distinct: no ties
+    chosen = chosen[np.argsort(index[chosen], kind="stable")]  # row-major order
+    offsets = np.cumsum([0] + [p.key.size for p in parts])
+    part_of = np.searchsorted(offsets, chosen, side="right") - 1
+    by_part = np.argsort(part_of, kind="stable")
+    bounds = np.searchsorted(part_of[by_part], np.arange(len(parts) + 1))
+    sample = np.empty((want, data.shape[0]), np.float32)
+    for i, p in enumerate(parts):  # one gather per chunk, not per pixel
+        rows = by_part[bounds[i]:bounds[i + 1]]
+        if rows.size:
+            sample[rows] = p.pixels[chosen[rows] - offsets[i]]
+    return sample, stats
 
 
 #: no reflectance or radiance comes near this magnitude; beyond it values are an undeclared fill

@@ -37,6 +37,18 @@ class BandInfo:
     good_band: np.ndarray
 
 
+def resolved_units(wavelength: Sequence[float] | np.ndarray, units: str | None) -> str | None:
+    """``units``, or for unknown units ("", "Unknown", None) the unit :func:`to_nm` guesses
+    from the *wavelength* values ("um" below 30, else "nm"). FWHM take their wavelengths'
+    unit: converted on their own, 10 nm widths beside nm centres would be read as 10 µm."""
+    u = (units or "").strip().lower()
+    if u not in {"", "unknown", "index"}:
+        return units
+    arr = np.asarray(wavelength, dtype="float64")
+    finite = arr[np.isfinite(arr)]
+    return "um" if finite.size and np.nanmax(finite) < _UM_THRESHOLD else "nm"
+
+
 def to_nm(values: Sequence[float] | np.ndarray, units: str | None, source: str) -> np.ndarray:
     """Convert wavelengths (or FWHM) to nm given a units string (ENVI/GDAL spelling).
 
@@ -151,9 +163,10 @@ def _from_envi_header(path: Path) -> BandInfo:
     if "wavelength" not in hdr:
         raise InvalidSceneError(f"{path}: the header has no 'wavelength' field")
     units = hdr.get("wavelength units")
-    wl = to_nm(parse_floats(hdr["wavelength"], "wavelength", str(path)), units, str(path))
-    fw = (to_nm(parse_floats(hdr["fwhm"], "fwhm", str(path)), units, str(path))
-          if "fwhm" in hdr else np.full(wl.size, np.nan))
+    raw_wl = parse_floats(hdr["wavelength"], "wavelength", str(path))
+    wl = to_nm(raw_wl, units, str(path))
+    fw = (to_nm(parse_floats(hdr["fwhm"], "fwhm", str(path)), resolved_units(raw_wl, units),
+                str(path)) if "fwhm" in hdr else np.full(wl.size, np.nan))
     gb = (parse_floats(hdr["bbl"], "bbl", str(path)) != 0) if "bbl" in hdr \
         else np.ones(wl.size, bool)
     return BandInfo(wl, fw, gb)

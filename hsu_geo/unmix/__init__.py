@@ -17,6 +17,9 @@ def _lazy(module: str, cls: str):
 for _name, _cls in (("fcls", "FclsUnmixer"), ("nnls", "NnlsUnmixer"), ("ucls", "UclsUnmixer"),
                     ("scls", "SclsUnmixer")):
     MODELS.register_lazy(_name, _lazy("hsu_geo.unmix.classical.model", _cls))
+MODELS.register_lazy("ppnmm", _lazy("hsu_geo.unmix.classical.nonlinear_model", "PpnmmUnmixer"))
+MODELS.register_lazy("gbm", _lazy("hsu_geo.unmix.classical.nonlinear_model", "GbmUnmixer"))
+MODELS.register_lazy("sunsal", _lazy("hsu_geo.unmix.classical.sunsal", "SunsalUnmixer"))
 for _name, _module, _cls in (("cresdae", "cresdae", "CResDAEUnmixer"),
                              ("nae", "nae", "NAEUnmixer"),
                              ("linear_ae", "linear_ae", "LinearAEUnmixer")):

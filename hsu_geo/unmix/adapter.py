@@ -5,9 +5,11 @@ Models see only ``(N, L)`` float32 arrays (pixel samples come from
 the cube with ``xr.apply_ufunc(..., dask="parallelized")`` and returns the result Dataset:
 ``abundance (endmember, y, x)``, ``reconstruction_rmse (y, x)``, ``endmember_spectrum
 (endmember, band)`` and, for models that fit a per-pixel brightness (fcls with
-``brightness=scaled``), ``brightness (y, x)``. Abundances, RMSE (of the modelled spectra
-``s * A @ M`` when there is a brightness ``s``) and brightness come out of one kernel, so
-writing them reads the scene once.
+``brightness=scaled``), ``brightness (y, x)``; for models with ``extra_outputs``
+(``ppnmm``, ``gbm``) one ``(y, x)`` variable per extra output. Abundances, RMSE (of the
+modelled spectra ``s * A @ M`` when there is a brightness ``s``, of the nonlinear model's
+spectra for nonlinear models) and the extras come out of one kernel, so writing them reads
+the scene once.
 """
 
 from __future__ import annotations
@@ -32,15 +34,73 @@ def fits_brightness(unmixer: Unmixer) -> bool:
     return bool(getattr(unmixer, "fits_brightness", False))
 
 
+def extra_outputs(unmixer: Unmixer) -> tuple[str, ...]:
+    """Per-pixel outputs beyond abundances and RMSE: ``("brightness",)`` for fcls with a
+    brightness, else the model's ``extra_outputs`` (nonlinear models: ``nonlinearity``,
+    ``fit_quality``; they come from ``abundances_and_extras``)."""
+    if fits_brightness(unmixer):
+        return ("brightness",)
+    return tuple(getattr(unmixer, "extra_outputs", ()))
+
+
+def _neighbourhood_mean(arr: np.ndarray, window: int) -> np.ndarray:
+    """``arr (h, w, L)`` averaged over ``window x window`` valid neighbours (NaN pixels are
+    left out of the mean and stay NaN); edges use the pixels inside the chunk."""
+    from scipy.ndimage import uniform_filter
+
+    ok = np.isfinite(arr).all(axis=2)
+    data = np.where(ok[:, :, None], arr, 0).astype("float32", copy=False)
+    size = (window, window, 1)
+    total = uniform_filter(data, size=size, mode="constant")
+    count = uniform_filter(ok.astype("float32"), size=(window, window), mode="constant")
+    out = total / np.maximum(count, 1e-6)[:, :, None]
+    out[~ok] = np.nan
+    return out
+
+
+def _unmix_extras_block(arr: np.ndarray, unmixer: Unmixer, k: int, n_extra: int) -> np.ndarray:
+    """Kernel of models with ``extra_outputs``: ``(h, w, k + 1 + n_extra)`` = abundances,
+    RMSE of the model's own modelled spectra against the data, then the extra outputs in
+    ``extra_outputs`` order. With ``spatial_window`` the fit sees the neighbourhood mean of
+    the chunk (the RMSE is still against each pixel's own spectrum)."""
+    h, w, L = arr.shape
+    n_out = k + 1 + n_extra
+    names = extra_outputs(unmixer)
+    out = np.full((h, w, n_out), np.nan, dtype="float32")
+    window = int(getattr(unmixer, "spatial_window", 0) or 0)
+    fit_arr = _neighbourhood_mean(arr, window) if window > 1 else arr
+    rows = max(1, BATCH // max(w, 1))
+    for r0 in range(0, h, rows):
+        Y = np.ascontiguousarray(arr[r0:r0 + rows].reshape(-1, L))
+        Yf = np.ascontiguousarray(fit_arr[r0:r0 + rows].reshape(-1, L)) if window > 1 else Y
+        res = out[r0:r0 + rows].reshape(-1, n_out)
+        ok = np.isfinite(Y).all(axis=1)
+        if not ok.any():
+            continue
+        A, extras, R = unmixer.abundances_and_extras(  # type: ignore[attr-defined]
+            Yf[ok] if not ok.all() else Yf)
+        D = np.subtract(R, Y[ok] if not ok.all() else Y, dtype="float32")
+        block = np.empty((A.shape[0], n_out), dtype="float32")
+        block[:, :k] = A
+        block[:, k] = np.sqrt(np.einsum("ij,ij->i", D, D) / L)
+        for i, name in enumerate(names):
+            block[:, k + 1 + i] = extras[name]
+        res[ok] = block
+    return out
+
+
 def _unmix_block(arr: np.ndarray, unmixer: Unmixer, k: int,
-                 brightness: bool = False) -> np.ndarray:
+                 brightness: bool = False, n_extra: int = 0) -> np.ndarray:
     """Kernel: ``arr (h, w, L)`` -> ``(h, w, k + 1)`` = k abundances + reconstruction RMSE
-    (``(h, w, k + 2)`` with the per-pixel brightness last when ``brightness``).
+    (``(h, w, k + 2)`` with the per-pixel brightness last when ``brightness``; models with
+    ``n_extra`` extra outputs: :func:`_unmix_extras_block`).
 
     Works on slabs of whole rows, each made pixel-major ``(pixels, L)`` and contiguous (a
     view when the chunk is already pixel-major, as the window reader delivers it for
     pixel-interleaved files; one small copy otherwise).
     """
+    if n_extra and not brightness:
+        return _unmix_extras_block(arr, unmixer, k, n_extra)
     h, w, L = arr.shape
     n_out = k + 2 if brightness else k + 1
     out = np.full((h, w, n_out), np.nan, dtype="float32")
@@ -90,12 +150,16 @@ def apply_unmixer(
     if len(names) != k:
         raise InvalidSceneError(f"{len(names)} endmember names for {k} endmembers")
     scaled = fits_brightness(unmixer)
-    stacked = xr.apply_ufunc(
+    extras = () if scaled else extra_outputs(unmixer)
+    from hsu_geo.unmix.spatial import is_spatial, spatial_stacked  # halo blocks (spatial.py)
+
+    stacked = spatial_stacked(cube, unmixer, k) if is_spatial(unmixer) else xr.apply_ufunc(
         _unmix_block, cube,
-        kwargs={"unmixer": unmixer, "k": k, "brightness": scaled},
+        kwargs={"unmixer": unmixer, "k": k, "brightness": scaled, "n_extra": len(extras)},
         input_core_dims=[["band"]], output_core_dims=[["output"]],
         dask="parallelized", output_dtypes=[np.float32],
-        dask_gufunc_kwargs={"output_sizes": {"output": k + 2 if scaled else k + 1}},
+        dask_gufunc_kwargs={"output_sizes": {"output": k + 2 if scaled
+                                             else k + 1 + len(extras)}},
     ).transpose("output", "y", "x")
     abundance = stacked.isel(output=slice(0, k)).rename(output="endmember")
     abundance = abundance.assign_coords(endmember=list(names))
@@ -110,6 +174,8 @@ def apply_unmixer(
                  "endmember_spectrum": spectra}
     if scaled:
         variables["brightness"] = stacked.isel(output=k + 1, drop=True)
+    for i, name in enumerate(extras):
+        variables[name] = stacked.isel(output=k + 1 + i, drop=True)
     ds = xr.Dataset(variables)
     crs, transform = cube_crs(cube), cube_transform(cube)
     if crs is not None:
@@ -117,6 +183,7 @@ def apply_unmixer(
     if transform is not None:
         ds = ds.rio.write_transform(transform)
     ds.attrs = {k_: v for k_, v in cube.attrs.items()
-                if k_ in ("sensor", "product_id", "rpcs", "acquisition_time", "quantity")}
+                if k_ in ("sensor", "product_id", "rpcs", "glt", "acquisition_time",
+                          "quantity")}
     ds.attrs.update(attrs or {})
     return ds

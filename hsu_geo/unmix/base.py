@@ -15,6 +15,9 @@ import numpy as np
 
 from hsu_geo.errors import ConfigError
 
+#: what a model consumes: single pixels, patches of the scene, or the whole image
+INPUT_KINDS = ("pixels", "patches", "image")
+
 
 @dataclass(frozen=True)
 class NoConfig:
@@ -25,8 +28,19 @@ class Unmixer(ABC):
     """Base class of unmixing models.
 
     Class attributes: ``name`` (registry key), ``description``, ``doi`` (paper), ``input``
-    (``"pixels"`` or ``"patches"``), ``halo`` (pixels of spatial context for patch models),
-    ``Config`` (a frozen dataclass with the paper's defaults), ``uses_device`` (torch models).
+    (one of :data:`INPUT_KINDS`), ``halo`` (receptive-field radius in pixels of spatial
+    models), ``Config`` (a frozen dataclass with the paper's defaults), ``uses_device`` (torch
+    models).
+
+    Input kinds: ``"pixels"`` — ``fit(Y (N, L), M0)``, applied pixel by pixel
+    (``abundances`` then ``reconstruct``); ``"patches"`` — ``fit(P (n, L, p, p), M0)`` on seeded
+    ``p x p`` windows of the scene (:func:`hsu_geo.unmix.spatial.sample_patches`; NaN marks
+    nodata) and applied block by block with a ``halo`` through the fused
+    ``abundances_image(block (L, h + 2 halo, w + 2 halo), valid) -> (A (k, h, w), rmse (h, w))``
+    (:mod:`hsu_geo.unmix.spatial`); ``"image"`` — trained on large crops (``patch_size`` of
+    the model's config; the whole image when that covers it), sampled and applied like
+    ``"patches"``. Spatial models still answer ``abundances(Y (N, L))`` for single pixels
+    (sanity checks), each pixel taken as a homogeneous neighbourhood.
     """
 
     name: ClassVar[str]

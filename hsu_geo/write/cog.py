@@ -28,7 +28,6 @@ import logging
 import math
 import os
 import shutil
-import sys
 import threading
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -54,6 +53,7 @@ from rasterio.windows import Window
 from hsu_geo.cube import cube_crs, cube_transform
 from hsu_geo.errors import HsuGeoError, OutputError
 from hsu_geo.write.atomic import atomic_path
+from hsu_geo.write.glt import GltGrid, GltLookup
 
 log = logging.getLogger(__name__)
 
@@ -92,18 +92,21 @@ class SourceGrid:
 
     ``transform`` maps (col, row) to CRS coordinates and may be rotated; ``rpcs`` replaces
     crs/transform for sensor-geometry products (then ``rpc_options`` such as ``RPC_DEM`` go to
-    GDAL's RPC transformer; without ``RPC_HEIGHT``/``RPC_DEM`` the RPC mean height is used).
+    GDAL's RPC transformer; without ``RPC_HEIGHT``/``RPC_DEM`` the RPC mean height is used);
+    ``glt`` does so for products with a geometry lookup table (EMIT).
     """
 
     crs: CRS | None = None
     transform: Affine | None = None
     rpcs: RPC | None = None
     rpc_options: Mapping[str, str] = field(default_factory=dict)
+    glt: GltGrid | None = None
 
     @property
     def north_up(self) -> bool:
-        """True when pixels can be written as they are (no rotation, rows go south, no RPC)."""
-        if self.rpcs is not None:
+        """True when pixels can be written as they are (no rotation, rows go south, no RPC
+        or GLT)."""
+        if self.rpcs is not None or self.glt is not None:
             return False
         t = self.transform
         return t is None or (t.b == 0 and t.d == 0 and t.a > 0 and t.e < 0)
@@ -153,6 +156,9 @@ def source_grid(obj: xr.DataArray | xr.Dataset, *,
     """Georeferencing of a cube/result object (rioxarray CRS + GeoTransform, or attrs rpcs)."""
     arr = obj if isinstance(obj, xr.DataArray) else next(iter(obj.data_vars.values()))
     opts = dict(rpc_options or {})
+    glt = GltGrid.from_attrs(obj.attrs.get("glt"))
+    if glt is not None:
+        return SourceGrid(glt=glt, rpc_options=opts)
     crs = cube_crs(arr)
     rpcs = as_rpc(obj.attrs.get("rpcs"))
     if rpcs is not None and crs is None:
@@ -226,6 +232,9 @@ def rpc_utm_grid(grid: SourceGrid, height: int, width: int, samples: int = 21) -
 
 def target_grid(grid: SourceGrid, height: int, width: int) -> TargetGrid:
     """The north-up grid the COG will have for data of ``height`` x ``width`` on ``grid``."""
+    if grid.glt is not None:
+        rows, cols = grid.glt.shape
+        return TargetGrid(grid.glt.crs, grid.glt.transform, cols, rows)
     if grid.rpcs is not None:
         return rpc_utm_grid(grid, height, width)
     if grid.transform is None:
@@ -340,14 +349,31 @@ def _warp(native: Path, warped: Path, spec: RasterSpec, grid: SourceGrid, target
                       **kwargs)
 
 
+def _glt_ortho(native: Path, ortho: Path, spec: RasterSpec, target: TargetGrid,
+               lookup: GltLookup) -> None:
+    """Copy ``native`` (sensor geometry) onto the GLT grid ``target``, one band at a time
+    (memory: one sensor band + one ortho band + the lookup)."""
+    with rasterio.open(native) as src:
+        profile = dict(_SCRATCH_OPTIONS, width=target.width, height=target.height,
+                       count=src.count, dtype="float32", nodata=spec.nodata,
+                       crs=target.crs, transform=target.transform)
+        with rasterio.open(ortho, "w", **profile) as dst:
+            _set_metadata(dst, spec)
+            for i in range(1, src.count + 1):
+                dst.write(lookup.apply(src.read(i), spec.nodata), i)
+
+
 def write_cogs(items: Sequence[tuple[RasterSpec, Path]], grid: SourceGrid, *,
                progress: bool = False,
-               resampling: Resampling = Resampling.bilinear) -> TargetGrid:
+               resampling: Resampling = Resampling.bilinear,
+               creation_options: Mapping[str, str] | None = None) -> TargetGrid:
     """Write several rasters on one grid as COGs, computing their dask graphs in one pass.
 
     ``items`` pairs each spec with the path to write (written in place: wrap the call in an
     :class:`~hsu_geo.write.atomic.OutputTransaction` for atomic names). All arrays must share
     the same (y, x) shape. ``resampling`` is used only when warping (bilinear suits fractions).
+    ``creation_options`` (checked by :func:`hsu_geo.write.creation.check_creation_options`)
+    override :data:`COG_OPTIONS`.
     Returns the grid of the written files.
     """
     arrays = [_as_bands(spec.data) for spec, _ in items]
@@ -359,6 +385,7 @@ def write_cogs(items: Sequence[tuple[RasterSpec, Path]], grid: SourceGrid, *,
         if len(spec.band_names) != arr.shape[0]:
             raise HsuGeoError(f"{len(spec.band_names)} band names for {arr.shape[0]} bands")
     target = target_grid(grid, height, width)
+    lookup = grid.glt.lookup(height, width) if grid.glt is not None else None
     natives = [_scratch(Path(path), "native") for _, path in items]
     warped = [_scratch(Path(path), "warped") for _, path in items]
     try:
@@ -371,12 +398,18 @@ def write_cogs(items: Sequence[tuple[RasterSpec, Path]], grid: SourceGrid, *,
                 da.store(arrays, targets, lock=False)
             for (spec, path), native, tmp in zip(items, natives, warped, strict=True):
                 source = native
-                if not grid.north_up:
+                if lookup is not None:
+                    log.info("orthorectifying %s through the GLT", Path(path).name)
+                    _glt_ortho(native, tmp, spec, target, lookup)
+                    native.unlink()
+                    source = tmp
+                elif not grid.north_up:
                     log.info("warping %s to a north-up grid (%s)", Path(path).name, target.crs)
                     _warp(native, tmp, spec, grid, target, resampling)
                     native.unlink()
                     source = tmp
-                rasterio.shutil.copy(source, path, driver="COG", **COG_OPTIONS)
+                rasterio.shutil.copy(source, path, driver="COG",
+                                     **{**COG_OPTIONS, **(creation_options or {})})
     except Exception as exc:
         full = _disk_full(exc, Path(items[0][1]).parent) if items else None
         if full is None:
@@ -413,12 +446,10 @@ def _disk_full(exc: BaseException, folder: Path) -> OSError | None:
 
 @contextlib.contextmanager
 def _progress(enabled: bool) -> Iterator[None]:
-    if not enabled:
-        yield
-        return
-    from dask.diagnostics import ProgressBar
+    """A tqdm bar of the dask tasks on stderr (:func:`hsu_geo.console.dask_bar`)."""
+    from hsu_geo.console import dask_bar
 
-    with ProgressBar(out=sys.stderr):
+    with dask_bar("unmixing and writing", enabled=enabled):
         yield
 
 

@@ -2,8 +2,10 @@
 
 For scene id ``S`` and model ``M`` in ``out_dir``: ``S_M_abundance.tif`` (COG, band k =
 endmember k), ``S_M_rmse.tif``, ``S_M_endmembers.csv``, ``S_M_endmembers.sli`` + ``.hdr``,
-``S_M_abundance.qml``, ``S_M_quicklook.png``, ``S_M_brightness.tif`` when the model fits a
-per-pixel brightness (fcls with library endmembers), and ``S_M_run.json``. Every name is
+``S_M_abundance.qml``, ``S_M_rmse.qml``, ``S_M_dominant.tif`` (class = argmax of the
+abundances) + ``S_M_dominant.qml``, ``S_M_quicklook.png``, ``S_M_brightness.tif`` when the
+model fits a per-pixel brightness (fcls with library endmembers), ``S_M_nonlinearity.tif`` and
+``S_M_fit_quality.tif`` for the nonlinear models (ppnmm, gbm), and ``S_M_run.json``. Every name is
 checked before anything is computed; all files are written under temporary names and renamed
 only when every one is complete.
 """
@@ -26,9 +28,11 @@ import hsu_geo
 from hsu_geo.errors import HsuGeoError, OutputError
 from hsu_geo.write.atomic import OutputTransaction
 from hsu_geo.write.cog import RasterSpec, source_grid, write_cogs
+from hsu_geo.write.dominant import write_dominant
+from hsu_geo.write.palette import display_range
 from hsu_geo.write.provenance import build_run_record, dump_run_json
-from hsu_geo.write.quicklook import read_decimated, write_quicklook
-from hsu_geo.write.style import write_abundance_qml
+from hsu_geo.write.quicklook import read_decimated, value_label, write_quicklook
+from hsu_geo.write.style import write_abundance_qml, write_dominant_qml, write_rmse_qml
 from hsu_geo.write.tables import table_from_result, write_endmember_csv, write_spectral_library
 
 #: output key -> file-name suffix after ``<scene>_<model>_``; run.json last (renamed last)
@@ -39,11 +43,19 @@ SUFFIXES: dict[str, str] = {
     "endmembers_sli": "endmembers.sli",
     "endmembers_hdr": "endmembers.hdr",
     "style": "abundance.qml",
+    "rmse_style": "rmse.qml",
+    "dominant": "dominant.tif",
+    "dominant_style": "dominant.qml",
     "quicklook": "quicklook.png",
     "run": "run.json",
 }
 #: outputs written only when the result has them (result variable = key)
-OPTIONAL: dict[str, str] = {"brightness": "brightness.tif"}
+OPTIONAL: dict[str, str] = {"brightness": "brightness.tif",
+                             "nonlinearity": "nonlinearity.tif",
+                             "fit_quality": "fit_quality.tif"}
+#: units tag of each optional raster
+_OPTIONAL_UNITS = {"brightness": "factor", "nonlinearity": "unitless",
+                   "fit_quality": "code (0 converged, 1 not converged, 2 linear kept)"}
 #: result attrs copied into the COGs' dataset metadata when present
 _ATTR_TAGS = {"product_id": "SOURCE_PRODUCT", "sensor": "SOURCE_SENSOR",
               "acquisition_time": "ACQUISITION_TIME", "bad_bands": "BAD_BANDS",
@@ -208,6 +220,7 @@ def write_outputs(
     run_record: Mapping[str, Any] | None = None,
     progress: bool = False,
     rpc_options: Mapping[str, str] | None = None,
+    creation_options: Mapping[str, str] | None = None,
 ) -> dict[str, Path]:
     """Write all outputs of ``result`` to ``out_dir``; return their final paths by key.
 
@@ -216,7 +229,8 @@ def write_outputs(
     via rioxarray or ``attrs["rpcs"]``). Abundance and RMSE are computed in one dask pass.
     ``run_record`` (from :func:`~hsu_geo.write.provenance.build_run_record`) is completed
     with the output names and write timings; without it a record is built from
-    ``result.attrs``. ``progress`` shows a dask progress bar on stderr. Raises
+    ``result.attrs``. ``creation_options``: GDAL COG options (``--co``) over the defaults.
+    ``progress`` shows a dask progress bar on stderr. Raises
     :class:`~hsu_geo.errors.OutputExistsError` before computing anything if an output exists
     and ``overwrite`` is False.
     """
@@ -234,10 +248,14 @@ def write_outputs(
         [{"ENDMEMBER": n, "ENDMEMBER_INDEX": i} for i, n in enumerate(endmembers, start=1)],
         units="fraction", tags={**tags, "HSU_PRODUCT": "abundance"},
     )
+    quantity = str(result.attrs.get("quantity") or "") or None
+    units = str(result.attrs["units"]) if result.attrs.get("units") is not None else None
+    rmse_unit = value_label(quantity, units)  # e.g. "reflectance (unitless)"
     rmse = RasterSpec(
-        _lazy(result["reconstruction_rmse"])[None], ["reconstruction_rmse"], [],
-        units=str(result.attrs.get("units") or "") or None,
-        tags={**tags, "HSU_PRODUCT": "reconstruction_rmse"},
+        _lazy(result["reconstruction_rmse"])[None], ["reconstruction_rmse"],
+        [{"UNITS": rmse_unit, "QUANTITY": quantity or "",
+          "DEFINITION": "root-mean-square of (input - reconstruction) over the kept bands"}],
+        units=units or None, tags={**tags, "HSU_PRODUCT": "reconstruction_rmse"},
     )
     grid = source_grid(result["abundance"].assign_attrs(result.attrs), rpc_options=rpc_options)
     timings: dict[str, float] = {}
@@ -249,11 +267,15 @@ def write_outputs(
 
         t0 = time.perf_counter()
         rasters = [(abundance, tmp("abundance")), (rmse, tmp("rmse"))]
-        if "brightness" in names:
-            rasters.append((RasterSpec(
-                _lazy(result["brightness"])[None], ["brightness"], [], units="factor",
-                tags={**tags, "HSU_PRODUCT": "brightness"}), tmp("brightness")))
-        target = write_cogs(rasters, grid, progress=progress)
+        for key in OPTIONAL:
+            if key in names:
+                rasters.append((RasterSpec(
+                    _lazy(result[key])[None], [key], [], units=_OPTIONAL_UNITS[key],
+                    tags={**tags, "HSU_PRODUCT": key}), tmp(key)))
+        target = write_cogs(rasters, grid, progress=progress,
+                            creation_options=creation_options)
+        write_dominant(tmp("abundance"), tmp("dominant"), endmembers,
+                       tags={**tags, "HSU_PRODUCT": "dominant_endmember"})
         timings["write_rasters"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -261,9 +283,13 @@ def write_outputs(
         write_spectral_library(tmp("endmembers_sli"), table,
                                description=f"hsu-geo {model} endmembers of {scene_id}")
         write_abundance_qml(tmp("style"), endmembers)
+        small_rmse = read_decimated(tmp("rmse"))[0]
+        write_rmse_qml(tmp("rmse_style"), *display_range(small_rmse), rmse_unit)
+        write_dominant_qml(tmp("dominant_style"), endmembers)
         write_quicklook(
             tmp("quicklook"), read_decimated(tmp("abundance")), endmembers, wavelength,
-            spectra, rmse=read_decimated(tmp("rmse"))[0], title=f"{scene_id} — {model}",
+            spectra, rmse=small_rmse, title=f"{scene_id} — {model}", band=band,
+            quantity=quantity, units=units,
         )
         timings["write_sidecars"] = time.perf_counter() - t0
 
@@ -279,6 +305,7 @@ def write_outputs(
             "transform": list(target.transform)[:6], "width": target.width,
             "height": target.height,
             "orthorectified_from_rpc": grid.rpcs is not None,
+            "orthorectified_from_glt": grid.glt is not None,
             "warped_north_up": not grid.north_up,
         }
         dump_run_json(tmp("run"), record)

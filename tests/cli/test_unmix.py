@@ -48,7 +48,8 @@ def test_sample_scene_writes_every_output(tmp_path):
     stem = "minerals_aviris_like_fcls_"
     assert written == sorted(stem + s for s in (
         "abundance.tif", "rmse.tif", "endmembers.csv", "endmembers.sli", "endmembers.hdr",
-        "abundance.qml", "quicklook.png", "run.json"))
+        "abundance.qml", "rmse.qml", "dominant.tif", "dominant.qml", "quicklook.png",
+        "run.json"))
     with rasterio.open(tmp_path / f"{stem}abundance.tif") as dst, rasterio.open(SAMPLE) as src:
         assert dst.crs == src.crs and dst.transform == src.transform
         assert dst.count == 5 and all(dst.descriptions)

@@ -1,4 +1,7 @@
-"""Open an abundance COG + .qml in PyQGIS (offscreen), render it, print a JSON report.
+"""Open an output COG + .qml in PyQGIS (offscreen), render it, print a JSON report.
+
+Pseudocolour styles (abundance, RMSE) report their ramp items, paletted ones (dominant
+endmember) their classes; both report the legend QGIS draws.
 
 Run by ``test_qgis.py`` with a Python that has PyQGIS (often the system ``/usr/bin/python3``,
 not the one running the tests), so it imports nothing but the standard library and qgis:
@@ -32,17 +35,21 @@ def inspect(tif: str, qml: str, png: str) -> dict:
     report["default_style_renderer"] = default_renderer.type()
     message, ok = layer.loadNamedStyle(qml)
     renderer = layer.renderer()
-    shader = renderer.shader().rasterShaderFunction()
-    items = shader.colorRampItemList()
+    if renderer.type() == "singlebandpseudocolor":
+        shader = renderer.shader().rasterShaderFunction()
+        report["ramp_items"] = [[i.value, i.color.name(), i.label]
+                                for i in shader.colorRampItemList()]
+        report["classification"] = [renderer.classificationMin(), renderer.classificationMax()]
+    elif renderer.type() == "paletted":
+        report["classes"] = [[c.value, c.color.name(), c.label] for c in renderer.classes()]
     ext = layer.extent()
     provider = layer.dataProvider()
     report.update(
         load_style_ok=bool(ok),
         load_style_message=message,
         renderer=renderer.type(),
-        renderer_band=renderer.band(),
-        classification=[renderer.classificationMin(), renderer.classificationMax()],
-        ramp_items=[[i.value, i.color.name(), i.label] for i in items],
+        renderer_band=renderer.band() if hasattr(renderer, "band") else renderer.inputBand(),
+        legend=[[str(label), color.name()] for label, color in renderer.legendSymbologyItems()],
         crs=layer.crs().authid(),
         extent=[ext.xMinimum(), ext.yMinimum(), ext.xMaximum(), ext.yMaximum()],
         width=layer.width(),

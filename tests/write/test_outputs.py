@@ -20,7 +20,8 @@ from hsu_geo.write.provenance import build_run_record
 from hsu_geo.write.tables import read_endmember_csv
 
 SUFFIXES = ["abundance.tif", "rmse.tif", "endmembers.csv", "endmembers.sli", "endmembers.hdr",
-            "abundance.qml", "quicklook.png", "run.json"]
+            "abundance.qml", "rmse.qml", "dominant.tif", "dominant.qml", "quicklook.png",
+            "run.json"]
 
 
 def listing(d: Path) -> list[str]:
@@ -174,4 +175,6 @@ def test_rpc_result_is_orthorectified(tmp_path: Path, fakes) -> None:
 def test_progress_bar_on_stderr(tmp_path: Path, fakes, capsys) -> None:
     write_outputs(fakes.make_result(), tmp_path, "S", "fcls", progress=True)
     captured = capsys.readouterr()
-    assert "100%" in captured.err and captured.out == ""
+    # a tqdm bar over the dask tasks, cleared when done (leave=False); nothing on stdout
+    assert "task/s" in captured.err and captured.out == ""
+    assert captured.err.rstrip(" ").endswith("\r")

@@ -83,7 +83,7 @@ def test_qgis_opens_styles_and_renders(tmp_path: Path, fakes, pyqgis: str, geore
     assert report["renderer"] == "singlebandpseudocolor" and report["renderer_band"] == 1
     assert report["classification"] == [0.0, 1.0]
     assert report["ramp_items"][0][1] == "#440154" and report["ramp_items"][-1][1] == "#fde725"
-    assert "kaolinite" in report["ramp_items"][-1][2]
+    assert report["ramp_items"][-1][2] == "1 (pure)"  # generic: right for any band
     assert report["band_count"] == 3
     for i, name in enumerate(fakes.NAMES):
         assert name in report["band_names"][i], report["band_names"]
@@ -100,3 +100,33 @@ def test_qgis_opens_styles_and_renders(tmp_path: Path, fakes, pyqgis: str, geore
     assert report["png_saved"] and png.stat().st_size > 1000
     assert report["distinct_colors"] > 20  # a colour ramp, not a blank or flat image
     assert report["non_white_fraction"] > 0.5
+
+
+def test_qgis_rmse_and_dominant_styles(tmp_path: Path, fakes, pyqgis: str) -> None:
+    ds = fakes.make_result(400, 300)
+    paths = write_outputs(ds, tmp_path, "SCENE", "fcls")
+    keep = os.environ.get("HSU_GEO_QGIS_PNG")
+
+    rmse = run_check(pyqgis, paths["rmse"], paths["rmse_style"], tmp_path / "rmse.png")
+    assert rmse["valid"] and rmse["load_style_ok"], rmse
+    assert rmse["default_style_renderer"] == "singlebandpseudocolor"  # sidecar rmse.qml
+    assert rmse["ramp_items"][0][1] == "#000004" and rmse["ramp_items"][-1][1] == "#fcfdbf"
+    assert all("value (reflectance)" in label for _, _, label in rmse["ramp_items"])
+    assert rmse["legend"] and all("reflectance" in label for label, _ in rmse["legend"])
+
+    dom = run_check(pyqgis, paths["dominant"], paths["dominant_style"], tmp_path / "dom.png")
+    assert dom["valid"] and dom["load_style_ok"], dom
+    assert dom["default_style_renderer"] == "paletted"
+    assert [c[2] for c in dom["classes"]] == fakes.NAMES
+    assert [c[0] for c in dom["classes"]] == [0, 1, 2]
+    assert [label for label, _ in dom["legend"]] == fakes.NAMES
+    assert dom["has_nodata"] and dom["png_saved"]
+    assert dom["distinct_colors"] >= 3  # the three classes (plus nodata / background)
+
+    abundance = run_check(pyqgis, paths["abundance"], paths["style"], tmp_path / "ab.png")
+    labels = [label for label, _ in abundance["legend"]]
+    assert labels[0].startswith("0") and "absent" in labels[0] and "pure" in labels[-1]
+    assert not any(name in label for label in labels for name in fakes.NAMES)
+    if keep:
+        for name in ("rmse.png", "dom.png"):
+            shutil.copy(tmp_path / name, Path(keep).with_name(f"{Path(keep).stem}_{name}"))
