@@ -18,9 +18,10 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "paper_cresdae.py"
 
 TINY: dict[str, dict[str, Any]] = {
-    "linear_ae": {"epochs": 1, "max_train_pixels": 60},
-    "nae": {"epochs": 1, "pretrain_steps": 3},
-    "cresdae": {"epochs": 1, "pretrain_steps": 3, "synth_epochs": 1, "synth_pixels": 32,
+    "linear_ae": {"epochs": 1, "max_train_pixels": 60, "min_steps": 0},
+    "nae": {"epochs": 1, "pretrain_steps": 3, "min_steps": 0},
+    "cresdae": {"epochs": 1, "pretrain_steps": 3, "min_steps": 0, "synth_epochs": 1,
+                "synth_pixels": 32,
                 "synth_snr_db": (30.0,)},
 }
 

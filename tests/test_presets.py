@@ -81,7 +81,8 @@ def test_enmap_preset_runs_on_an_enmap_product(tmp_path: Path) -> None:
 
 def test_gf5_preset_runs_on_a_gf5_delivery(tmp_path: Path) -> None:
     write_gf5(tmp_path / "in", GF5_A, archive="tar")
-    fast = {"epochs": "1", "synthetic_pretrain": "false", "pretrain_steps": "5"}  # CResDAE
+    fast = {"epochs": "1", "min_steps": "0", "synthetic_pretrain": "false",
+            "pretrain_steps": "5"}  # CResDAE
     record = _run("gf5_minerals", tmp_path / "in", tmp_path / "out", settings=fast)
     assert record["summary"]["done"] == 1, record["scenes"]
     assert record["scenes"][0]["model"] == "cresdae"

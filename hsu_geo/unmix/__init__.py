@@ -22,7 +22,8 @@ MODELS.register_lazy("gbm", _lazy("hsu_geo.unmix.classical.nonlinear_model", "Gb
 MODELS.register_lazy("sunsal", _lazy("hsu_geo.unmix.classical.sunsal", "SunsalUnmixer"))
 for _name, _module, _cls in (("cresdae", "cresdae", "CResDAEUnmixer"),
                              ("nae", "nae", "NAEUnmixer"),
-                             ("linear_ae", "linear_ae", "LinearAEUnmixer")):
+                             ("linear_ae", "linear_ae", "LinearAEUnmixer"),
+                             ("cnnaeu", "cnnaeu", "CNNAEUUnmixer")):
     MODELS.register_lazy(_name, _lazy(f"hsu_geo.unmix.deep.{_module}", _cls))
 
 __all__ = ["MODELS", "Unmixer"]

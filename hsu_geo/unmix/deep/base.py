@@ -39,9 +39,16 @@ from hsu_geo.unmix.deep.losses import mse_mean
 class DeepConfig:
     """Settings every deep model has (models redeclare them with their paper's defaults).
 
-    ``seed`` (filled from ``--seed``), ``epochs``, ``batch_size`` (pixels), ``lr_encoder`` /
-    ``lr_decoder`` (Adam, per module), ``weight_decay`` (L2 in Adam), ``shuffle`` (every epoch),
-    ``early_stop_patience`` (epochs without a relative improvement of ``early_stop_min_delta``;
+    ``seed`` (filled from ``--seed``), ``epochs``, ``min_steps`` (the main training stage runs
+    at least this many optimiser steps, rounded up to whole epochs, so a small scene — few
+    batches per epoch — is still trained; 0 = exactly ``epochs``, the papers' budgets),
+    ``batch_size`` (pixels), ``drop_last`` (leave out the short last batch of each epoch),
+    ``lr_encoder`` / ``lr_decoder`` (per module), ``adam_betas`` / ``adam_eps`` (Adam's
+    constants), ``weight_decay`` (L2 in the optimiser), ``decay_endmembers`` (apply
+    ``weight_decay`` to the endmember matrix too; off: the decay would pull the endmembers
+    towards 0, and no seed paper states it), ``keep_best`` (restore the parameters of the main
+    stage's lowest-loss epoch), ``shuffle`` (every epoch), ``early_stop_patience``
+    (epochs without a relative improvement of ``early_stop_min_delta``;
     0 = train all epochs), ``max_train_pixels`` (0 = the whole sample), ``infer_batch``
     (pixels per forward pass at inference; 0 = 4096 on CPU, where small batches stay in cache,
     65536 on CUDA), ``threads`` (torch CPU threads while training;
@@ -51,10 +58,16 @@ class DeepConfig:
 
     seed: int = 0
     epochs: int = 40
+    min_steps: int = 0
     batch_size: int = 1024
+    drop_last: bool = False
     lr_encoder: float = 1e-3
     lr_decoder: float = 1e-5
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
     weight_decay: float = 1e-5
+    decay_endmembers: bool = False
+    keep_best: bool = False
     shuffle: bool = True
     early_stop_patience: int = 0
     early_stop_min_delta: float = 1e-4
@@ -63,7 +76,11 @@ class DeepConfig:
     threads: int = 1
 
     def __post_init__(self) -> None:
+        betas = tuple(self.adam_betas)
         checks = {"epochs": self.epochs >= 0, "batch_size": self.batch_size >= 1,
+                  "min_steps": self.min_steps >= 0,
+                  "adam_betas": len(betas) == 2 and all(0 <= b < 1 for b in betas),
+                  "adam_eps": self.adam_eps > 0,
                   "lr_encoder": self.lr_encoder >= 0, "lr_decoder": self.lr_decoder >= 0,
                   "weight_decay": self.weight_decay >= 0,
                   "early_stop_patience": self.early_stop_patience >= 0,
@@ -175,27 +192,48 @@ class DeepUnmixer(Unmixer):
                   after_step: Callable[[], None] | None = None,
                   extra: dict[str, Any] | None = None) -> TrainResult:
         """Run one training stage through the shared loop and record it in ``fit_info``."""
-        opt = make_optimizer(groups, optimizer, weight_decay)
+        cfg = self.config
+        opt = make_optimizer(groups, optimizer, weight_decay,
+                             betas=tuple(getattr(cfg, "adam_betas", (0.9, 0.999))),
+                             eps=getattr(cfg, "adam_eps", 1e-8))
         result = train(net, X, loss_fn, opt, settings, stage=name, progress=self.progress,
                        after_step=after_step)
         record = result.as_dict()
         record["learning_rates"] = {g.get("name", str(i)): g["lr"]
                                     for i, g in enumerate(opt.param_groups)}
+        record["weight_decays"] = {g.get("name", str(i)): g["weight_decay"]
+                                   for i, g in enumerate(opt.param_groups)}
         record.update(extra or {})
         self.fit_info["stages"][name] = record
         return result
 
     def train_settings(self, epochs: int, batch_size: int, *, patience: int | None = None,
                        shuffle: bool | None = None, target_loss: float = 0.0,
-                       seed_offset: int = 0) -> TrainSettings:
-        """TrainSettings from the config (stage seeds differ by ``seed_offset``)."""
+                       seed_offset: int = 0, main: bool = False) -> TrainSettings:
+        """TrainSettings from the config (stage seeds differ by ``seed_offset``); ``main``: the
+        model's main stage, which also takes the config's ``min_steps`` and ``keep_best``."""
         cfg = self.config
         return TrainSettings(
             epochs=epochs, batch_size=batch_size,
             shuffle=cfg.shuffle if shuffle is None else shuffle,
             patience=cfg.early_stop_patience if patience is None else patience,
             min_delta=cfg.early_stop_min_delta, target_loss=target_loss,
-            seed=cfg.seed * 7919 + seed_offset)
+            seed=cfg.seed * 7919 + seed_offset,
+            min_steps=getattr(cfg, "min_steps", 0) if main else 0,
+            drop_last=getattr(cfg, "drop_last", False),
+            keep_best=getattr(cfg, "keep_best", False) and main)
+
+    def decoder_groups(self, endmembers: list[nn.Parameter], rest: list[nn.Parameter],
+                       lr: float) -> list[dict[str, Any]]:
+        """Optimiser groups of a decoder at ``lr``: the endmember matrix (weight decay only
+        with ``decay_endmembers``) and the ``rest`` (the config's ``weight_decay``)."""
+        cfg = self.config
+        groups = [{"params": endmembers, "lr": lr, "name": "endmembers",
+                   "weight_decay": cfg.weight_decay if cfg.decay_endmembers else 0.0}]
+        if rest:
+            groups.append({"params": rest, "lr": lr, "name": "nonlinear",
+                           "weight_decay": cfg.weight_decay})
+        return groups
 
     def pretrain_nonlinear(self, net: nn.Module, X: torch.Tensor) -> None:
         """Decoder pretraining (NAE scheme): fit ``net.restore(x) ≈ x`` (MSE) on

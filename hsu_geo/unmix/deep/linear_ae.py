@@ -26,12 +26,15 @@ from hsu_geo.unmix.metrics import match_endmembers, sad
 @dataclass(frozen=True)
 class LinearAEConfig(DeepConfig):
     """DAEU settings [C: model-zoo Keras code]: RMSprop lr 2e-3 (encoder and decoder), batch
-    6, 40 epochs on ``max_train_pixels`` = 2500 sampled pixels, no weight decay, Glorot init.
+    6, 40 epochs on ``max_train_pixels`` = 2500 sampled pixels, no weight decay, Glorot init;
+    ``min_steps`` 1000 [I] (only matters below 150 pixels: 40 epochs of batch 6 on 2500 pixels
+    are 16,680 steps; 0 = the code's epochs).
     ``decoder_init``: ``glorot`` [C] or ``m0`` (VCA/library endmembers from the pipeline) [I].
     """
 
     seed: int = 0
     epochs: int = 40
+    min_steps: int = 1000
     batch_size: int = 6
     lr_encoder: float = 2e-3
     lr_decoder: float = 2e-3
@@ -91,8 +94,7 @@ class LinearAEUnmixer(DeepUnmixer):
         cfg = self.config
         return [{"params": list(net.encoder.parameters()), "lr": cfg.lr_encoder,
                  "name": "encoder"},
-                {"params": list(net.linear.parameters()), "lr": cfg.lr_decoder,
-                 "name": "decoder"}]
+                *self.decoder_groups(list(net.linear.parameters()), [], cfg.lr_decoder)]
 
     def _fit_stages(self, net: LinearAENet, X: torch.Tensor, M0: np.ndarray) -> None:
         cfg = self.config
@@ -108,7 +110,8 @@ class LinearAEUnmixer(DeepUnmixer):
         self.run_stage("train", net, X,
                        lambda xb: (spectral_angle(net.decode(net.encode(xb)), xb), {}),
                        self.param_groups(net),
-                       self.train_settings(cfg.epochs, cfg.batch_size, seed_offset=3),
+                       self.train_settings(cfg.epochs, cfg.batch_size, seed_offset=3,
+                                           main=True),
                        optimizer=cfg.optimizer, weight_decay=cfg.weight_decay,
                        after_step=nonneg)
         learned = net.endmember_weight().detach().cpu().numpy().T  # (k, L)

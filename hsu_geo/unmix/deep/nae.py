@@ -28,7 +28,10 @@ class NAEConfig(DeepConfig):
     """NAE settings: [R] paper, [C] model-zoo code, [I] project choice.
 
     ``epochs`` 50 / ``batch_size`` 512 / ``lr_encoder`` 1e-4 [R] (code: 80 / 2048 / 2e-3),
-    ``lr_decoder`` 1e-5 [R/C], ``weight_decay`` 1e-5 [C]; ``hidden`` encoder widths [R];
+    ``lr_decoder`` 1e-5 [R/C], ``weight_decay`` 1e-5 [C] (not on the endmember matrix unless
+    ``decay_endmembers``); ``min_steps`` 1000 [I] (at least that many steps in the joint
+    stage; 50 epochs of 512 pixels are only 400 steps on a 64×64 scene; 0 = the paper's
+    epochs); ``hidden`` encoder widths [R];
     ``nonlinear_hidden`` width of Φ (0 = B bands) [C]; decoder pretraining: ``pretrain_steps``
     2000 full-batch Adam steps at ``pretrain_lr`` 1e-3 [C] on ``pretrain_pixels`` observed pixels
     [I], stopping at MSE ``pretrain_tol`` [I] or after ``pretrain_patience`` steps without
@@ -37,6 +40,7 @@ class NAEConfig(DeepConfig):
 
     seed: int = 0
     epochs: int = 50
+    min_steps: int = 1000
     batch_size: int = 512
     lr_encoder: float = 1e-4
     lr_decoder: float = 1e-5
@@ -107,8 +111,8 @@ class NAEUnmixer(DeepUnmixer):
         cfg = self.config
         return [
             {"params": list(net.encoder.parameters()), "lr": cfg.lr_encoder, "name": "encoder"},
-            {"params": list(net.linear.parameters()) + list(net.nonlinear.parameters()),
-             "lr": cfg.lr_decoder, "name": "decoder"},
+            *self.decoder_groups(list(net.linear.parameters()),
+                                 list(net.nonlinear.parameters()), cfg.lr_decoder),
         ]
 
     def _fit_stages(self, net: NAENet, X: torch.Tensor, M0: np.ndarray) -> None:
@@ -120,5 +124,6 @@ class NAEUnmixer(DeepUnmixer):
         self.run_stage("train", net, X,
                        lambda xb: (mse_mean(net.decode(net.encode(xb)), xb), {}),
                        self.param_groups(net),
-                       self.train_settings(cfg.epochs, cfg.batch_size, seed_offset=3),
+                       self.train_settings(cfg.epochs, cfg.batch_size, seed_offset=3,
+                                           main=True),
                        weight_decay=cfg.weight_decay)

@@ -22,15 +22,18 @@ TINY: dict[str, Any] = {
     "synth_pixels": 32,
     "synth_epochs": 1,
     "max_train_pixels": 0,
+    "min_steps": 0,
 }
 
 #: CUDA-only tests: use with ``@pytest.mark.requires_cuda``; skipped when torch sees no GPU
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-def deep_model_names() -> list[str]:
-    """Every registered model that trains with the deep engine."""
-    return [name for name, cls in MODELS.items() if issubclass(cls, DeepUnmixer)]
+def deep_model_names(kinds: tuple[str, ...] = ("pixels",)) -> list[str]:
+    """Every registered model that trains with the deep engine and takes an input of one of
+    ``kinds`` (the shared suites feed pixel arrays; spatial models have their own tests)."""
+    return [name for name, cls in MODELS.items()
+            if issubclass(cls, DeepUnmixer) and cls.input in kinds]
 
 
 def tiny_config(cls: type, **overrides: Any) -> Any:

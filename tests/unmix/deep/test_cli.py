@@ -86,6 +86,7 @@ def test_device_cuda_without_cuda_names_the_alternatives(scene, tmp_path):
 def test_progress_bar_on_stderr_and_silenced_by_quiet(scene, tmp_path):
     res = invoke(
         "unmix", scene, "-m", "cresdae", "-k", "3", "-o", tmp_path / "a", *tiny_sets("cresdae"),
+        "--set", "decoder_init=pretrain",  # the optional NAE-style stage, to see its label too
     )
     assert res.exit_code == 0, res.output
     err = res.stderr

@@ -130,11 +130,16 @@ def test_fit_runs_the_scene_workflow_and_records_every_stage():
     model = CResDAEUnmixer(tiny_config(CResDAEUnmixer))
     model.fit(Y, M)
     stages = model.fit_info["stages"]
-    assert list(stages) == ["decoder_pretrain", "synthetic_pretrain", "finetune"]
+    # the nonlinear path starts at zero (decoder_init auto -> zero): no decoder pretraining
+    assert list(stages) == ["synthetic_pretrain", "finetune"]
+    assert model.fit_info["decoder_init"] == "zero"
     assert stages["synthetic_pretrain"]["pixels"] == 9 * 32
     assert len(stages["synthetic_pretrain"]["datasets"]) == 9
     assert stages["finetune"]["pixels"] == 300
-    assert stages["finetune"]["learning_rates"] == {"encoder": 1e-3, "decoder": 1e-5}
+    assert stages["finetune"]["learning_rates"] == {
+        "encoder": 1e-3, "endmembers": 1e-5, "nonlinear": 1e-5}
+    assert stages["finetune"]["weight_decays"] == {
+        "encoder": 1e-5, "endmembers": 0.0, "nonlinear": 1e-5}
     assert set(stages["finetune"]["final_terms"]) == {"mse", "sam", "uniform", "entropy", "sparse"}
     # the small decoder learning rate keeps the VCA/library initialisation
     assert sad(M, model.endmembers).max() < 0.01
@@ -254,7 +259,8 @@ def test_synthetic_supervision_is_off_by_default_and_teaches_the_encoder():
         model.fit(Y, M)
         stage = model.fit_info["stages"]["synthetic_pretrain"]
         assert stage["abundance_supervision"] == weight
-        assert stage["learning_rates"]["decoder"] == 1e-4
+        assert stage["learning_rates"]["endmembers"] == 1e-4
+        assert stage["learning_rates"]["nonlinear"] == 1e-4
         assert ("abundance_error" in stage["final_terms"]) == (weight > 0)
         A_true = dirichlet_abundances(300, 3, np.random.default_rng(1))
         errors[weight] = float(np.sqrt(((model.abundances(A_true @ M) - A_true) ** 2).mean()))

@@ -39,6 +39,11 @@ def test_the_paper_models_are_registered():
     for name in MODELS_UNDER_TEST:
         cls = MODELS.get(name)
         assert cls.doi and cls.input == "pixels" and cls.description
+    spatial = set(deep_model_names(("patches", "image")))
+    assert "cnnaeu" in spatial and not spatial & set(MODELS_UNDER_TEST)
+    for name in spatial:  # tests/unmix/deep/test_cnnaeu.py and tests/unmix/test_spatial.py
+        cls = MODELS.get(name)
+        assert cls.doi and cls.description and cls.halo > 0
 
 
 @pytest.mark.parametrize("name", MODELS_UNDER_TEST)
