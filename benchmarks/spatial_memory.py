@@ -10,6 +10,10 @@ chunk generator (float64 then float32). Prints px/s and peak RSS (ru_maxrss) per
 
     python -P benchmarks/spatial_memory.py --sizes 1000 2000 --bands 300 --chunk 256
     python -P benchmarks/spatial_memory.py --source envi ...   # through the ENVI reader
+    python -P benchmarks/spatial_memory.py --sink cog ...      # abundance + RMSE COGs written
+
+``--sink cog`` writes the abundance and RMSE rasters with :func:`hsu_geo.write.cog.write_cogs`
+(as ``hsu-geo unmix`` does) into a temporary folder under ``--tmp`` instead of summing.
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ def write_envi(path: str, size: int, bands: int) -> str:
     return hdr
 
 
-def child(size: int, bands: int, chunk: int, threads: int, source: str) -> dict:
+def child(size: int, bands: int, chunk: int, threads: int, source: str, sink: str = "sum",
+          tmp: str = "/tmp") -> dict:
     import dask
     import dask.array as da
     import numpy as np
@@ -67,11 +72,27 @@ def child(size: int, bands: int, chunk: int, threads: int, source: str) -> dict:
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     t0 = time.perf_counter()
     with dask.config.set(scheduler="threads", num_workers=threads):
-        total = spatial_stacked(arr, model, k).sum(axis=(1, 2)).compute()
+        stacked = spatial_stacked(arr, model, k)
+        if sink == "sum":
+            total = stacked.sum(axis=(1, 2)).compute().values
+        else:
+            import tempfile
+
+            import rasterio
+
+            from hsu_geo.write.cog import RasterSpec, SourceGrid, write_cogs
+
+            with tempfile.TemporaryDirectory(dir=tmp) as d:
+                paths = [Path(d) / "abundance.tif", Path(d) / "rmse.tif"]
+                specs = [RasterSpec(stacked.data[:k], [f"em{i}" for i in range(k)]),
+                         RasterSpec(stacked.data[k:], ["rmse"])]
+                write_cogs(list(zip(specs, paths, strict=True)), SourceGrid())
+                with rasterio.open(paths[1]) as src:  # RMSE, from the smallest overview
+                    total = src.read(1, out_shape=(16, 16))
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    assert np.isfinite(total.values).all()
-    return {"source": "random" if source == "random" else "envi", "size": size,
+    assert np.isfinite(total).all()
+    return {"source": "random" if source == "random" else "envi", "sink": sink, "size": size,
             "bands": bands, "chunk": chunk, "threads": threads,
             "seconds": round(seconds, 2), "px_per_s": round(size * size / seconds),
             "peak_rss_gib": round(peak, 3), "rss_before_gib": round(base, 3),
@@ -87,12 +108,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--source", choices=("random", "envi"), default="random",
                     help="dask random cube, or an ENVI file written to --tmp first")
+    ap.add_argument("--sink", choices=("sum", "cog"), default="sum",
+                    help="sum the outputs per chunk, or write them as COGs under --tmp")
     ap.add_argument("--tmp", default="/tmp", help="folder for the ENVI files")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(args.sizes[0], args.bands, args.chunk, args.threads,
-                               args.child)))
+                               args.child, args.sink, args.tmp)))
         return
     rows = []
     for size in args.sizes:
@@ -101,7 +124,8 @@ def main() -> None:
             src = write_envi(str(Path(args.tmp) / f"spatial_mem_{size}.bil"), size, args.bands)
         out = subprocess.run([sys.executable, "-P", __file__, "--child", src, "--sizes", str(size),
                               "--bands", str(args.bands), "--chunk", str(args.chunk),
-                              "--threads", str(args.threads)],
+                              "--threads", str(args.threads), "--sink", args.sink,
+                              "--tmp", args.tmp],
                              check=True, capture_output=True, text=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
