@@ -20,6 +20,7 @@ for _name, _cls in (("fcls", "FclsUnmixer"), ("nnls", "NnlsUnmixer"), ("ucls", "
 MODELS.register_lazy("ppnmm", _lazy("hsu_geo.unmix.classical.nonlinear_model", "PpnmmUnmixer"))
 MODELS.register_lazy("gbm", _lazy("hsu_geo.unmix.classical.nonlinear_model", "GbmUnmixer"))
 MODELS.register_lazy("sunsal", _lazy("hsu_geo.unmix.classical.sunsal", "SunsalUnmixer"))
+MODELS.register_lazy("mvc_nmf", _lazy("hsu_geo.unmix.classical.mvc_nmf", "MvcNmfUnmixer"))
 for _name, _module, _cls in (("cresdae", "cresdae", "CResDAEUnmixer"),
                              ("nae", "nae", "NAEUnmixer"),
                              ("linear_ae", "linear_ae", "LinearAEUnmixer"),
