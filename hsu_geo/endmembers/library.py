@@ -36,7 +36,7 @@ FINE_STEP_NM = 1.0  # coarser libraries are interpolated to this step before res
 SMALL_GAP_NM = 20.0  # NaN gaps up to this width (or 3 sample spacings) are interpolated over
 MIN_KERNEL_NM = 1.0  # narrowest Gaussian SRF used on the fine grid
 DEFAULT_NAME_THRESHOLD_RAD = 0.10
-_NAN_TOKENS = {"", "nan", "na", "n/a", "none", "null"}
+_NAN_TOKENS = frozenset({"", "nan", "na", "n/a", "none", "null", "-nan"})
 
 
 @dataclass

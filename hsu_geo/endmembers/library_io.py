@@ -58,6 +58,7 @@ from pathlib import Path
 import numpy as np
 
 from hsu_geo.endmembers.library import FILL_BELOW, MICRON_LIMIT, SpectralLibrary
+from hsu_geo.endmembers.library import _parse_float as _number  # one cell -> float
 from hsu_geo.errors import ConfigError, EndmemberError
 from hsu_geo.safe_io import ENDMEMBER_LIMIT, HEADER_LIMIT, check_regular_file, read_small_file
 
@@ -81,7 +82,6 @@ CLASS_COLUMN = "class"
 NOT_SPECTRA = re.compile(r"^\s*(error bars|wavelengths? in |resolution +in |bandpass)", re.I)
 #: largest plausible wavelength in nm (30 µm); larger values are wavenumbers or garbage
 MAX_WAVELENGTH_NM = 30_000.0
-_NAN_TOKENS = frozenset({"", "nan", "na", "n/a", "none", "null", "-nan"})
 _NUMBER_UNIT = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(nm|um|µm)?\s*$")
 
 
@@ -326,15 +326,6 @@ def _split(lines: list[str]) -> list[list[str]]:
     if counts[best] == 0:
         return [ln.split() for ln in lines]
     return [[c.strip() for c in row] for row in csv.reader(lines, delimiter=best)]
-
-
-def _number(token: str) -> float:
-    """A cell as float (NaN for empty/'nan'/splib fill); ValueError when not a number."""
-    t = token.strip()
-    if t.lower() in _NAN_TOKENS:
-        return math.nan
-    value = float(t)
-    return math.nan if value < FILL_BELOW else value
 
 
 def _header_number(token: str) -> tuple[float, str | None] | None:

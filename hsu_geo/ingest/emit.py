@@ -60,14 +60,11 @@ def granule_time(name: str) -> str | None:
 
     ``EMIT_L2A_RFL_001_20230123T004529_2302216_001.nc`` -> ``2023-01-23T00:45:29Z``.
     """
-    m = GRANULE.match(Path(name).name)
-    if m is None:
-        return None
-    try:
-        when = dt.datetime.strptime(m["time"].upper(), "%Y%m%dT%H%M%S")
-    except ValueError:  # digits that are no date (month 13, ...)
-        return None
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    from hsu_geo.acquisition import time_from_id  # the parser of all scene-id conventions
+
+    base = Path(name).name
+    found = time_from_id(base) if GRANULE.match(base) else None
+    return found[0] if found else None  # None also for digits that are no date (month 13)
 
 
 def _iso_utc(text: str) -> str:

@@ -10,6 +10,7 @@ grid (a CRS and a geotransform); on sensor-geometry scenes use a window.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -81,9 +82,16 @@ def _window_of_bounds(cube: xr.DataArray, bounds: tuple[float, float, float, flo
                           "COL,ROW,WIDTH,HEIGHT instead")
     left, bottom, right, top = bounds
     h, w = cube.sizes["y"], cube.sizes["x"]
-    rows, cols = np.mgrid[0:h, 0:w]
-    # pixel centres in map coordinates, then the ones inside the bounds (works when rotated)
     fwd = cube.rio.transform()
+    # pixel range spanned by the bounds' corners (any grid rotation), clipped to the scene:
+    # only the pixels in it are tested, so a small subset of a huge scene stays cheap
+    corners = [~fwd @ (x, y) for x in (left, right) for y in (bottom, top)]
+    c0 = max(0, math.floor(min(c for c, _ in corners)) - 1)
+    c1 = min(w, math.ceil(max(c for c, _ in corners)) + 1)
+    r0 = max(0, math.floor(min(r for _, r in corners)) - 1)
+    r1 = min(h, math.ceil(max(r for _, r in corners)) + 1)
+    rows, cols = np.mgrid[r0:max(r0, r1), c0:max(c0, c1)]
+    # pixel centres in map coordinates, then the ones inside the bounds
     xs = fwd.a * (cols + 0.5) + fwd.b * (rows + 0.5) + fwd.c
     ys = fwd.d * (cols + 0.5) + fwd.e * (rows + 0.5) + fwd.f
     inside = (xs >= left) & (xs <= right) & (ys >= bottom) & (ys <= top)
@@ -91,8 +99,8 @@ def _window_of_bounds(cube: xr.DataArray, bounds: tuple[float, float, float, flo
         b = cube.rio.bounds()
         raise ConfigError(f"--bounds {list(bounds)} do not overlap the scene, whose bounds are "
                           f"{[round(v, 6) for v in b]} in {cube.rio.crs}")
-    r = np.flatnonzero(inside.any(axis=1))
-    c = np.flatnonzero(inside.any(axis=0))
+    r = r0 + np.flatnonzero(inside.any(axis=1))
+    c = c0 + np.flatnonzero(inside.any(axis=0))
     return PixelWindow(int(c[0]), int(r[0]), int(c[-1] - c[0] + 1), int(r[-1] - r[0] + 1))
 
 

@@ -331,13 +331,17 @@ def _create_native(path: Path, spec: RasterSpec, arr: da.Array, grid: SourceGrid
         _set_metadata(dst, spec)
 
 
+def _target_profile(count: int, spec: RasterSpec, target: TargetGrid) -> dict[str, Any]:
+    """Scratch GTiff profile of ``count`` float32 bands on ``target`` (warp and GLT output)."""
+    return dict(_SCRATCH_OPTIONS, width=target.width, height=target.height, count=count,
+                dtype="float32", nodata=spec.nodata, crs=target.crs, transform=target.transform)
+
+
 def _warp(native: Path, warped: Path, spec: RasterSpec, grid: SourceGrid, target: TargetGrid,
           resampling: Resampling) -> None:
     """GDAL-warp ``native`` onto ``target`` block by block (memory set by WARP_MEM_MB)."""
     with rasterio.open(native) as src:
-        profile = dict(_SCRATCH_OPTIONS, width=target.width, height=target.height,
-                       count=src.count, dtype="float32", nodata=spec.nodata,
-                       crs=target.crs, transform=target.transform)
+        profile = _target_profile(src.count, spec, target)
         with rasterio.open(warped, "w", **profile) as dst:
             _set_metadata(dst, spec)
             idx = list(range(1, src.count + 1))
@@ -357,9 +361,7 @@ def _glt_ortho(native: Path, ortho: Path, spec: RasterSpec, target: TargetGrid,
     """Copy ``native`` (sensor geometry) onto the GLT grid ``target``, one band at a time
     (memory: one sensor band + one ortho band + the lookup)."""
     with rasterio.open(native) as src:
-        profile = dict(_SCRATCH_OPTIONS, width=target.width, height=target.height,
-                       count=src.count, dtype="float32", nodata=spec.nodata,
-                       crs=target.crs, transform=target.transform)
+        profile = _target_profile(src.count, spec, target)
         with rasterio.open(ortho, "w", **profile) as dst:
             _set_metadata(dst, spec)
             for i in range(1, src.count + 1):

@@ -257,6 +257,20 @@ class DeepUnmixer(Unmixer):
             weight_decay=cfg.weight_decay)
 
     # ---- read-out and inference --------------------------------------------------------
+    def match_to_start(self, net: nn.Module, M0: np.ndarray) -> None:
+        """Order the learned endmembers (``net.endmember_weight()``, ``(L, k)``) like the start
+        ``M0 (k, L)`` (Hungarian on SAD) through the network's ``perm`` buffer, so names follow
+        the closest start spectra; the order and SADs go to ``fit_info["matched_to_m0"]``."""
+        from hsu_geo.unmix.metrics import match_endmembers, sad
+
+        learned = net.endmember_weight().detach().cpu().numpy().T  # (k, L)
+        perm = match_endmembers(M0, learned)
+        with torch.no_grad():
+            net.perm.copy_(torch.from_numpy(np.asarray(perm, dtype=np.int64)))
+        self.fit_info["matched_to_m0"] = {
+            "order": [int(p) for p in perm],
+            "sad_rad": [round(float(v), 5) for v in sad(M0, learned[perm])]}
+
     def _read_endmembers(self) -> np.ndarray:
         W = self.network.endmember_weight().detach().cpu().numpy().astype(np.float64)
         return (W.T * self.scale).astype(np.float32)

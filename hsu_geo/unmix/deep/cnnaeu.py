@@ -31,7 +31,6 @@ from torch import nn
 from hsu_geo.errors import ConfigError
 from hsu_geo.unmix.deep.base import DeepConfig, check_choice
 from hsu_geo.unmix.deep.patch import PatchDeepUnmixer, init_normal, masked_spectral_angle
-from hsu_geo.unmix.metrics import match_endmembers, sad
 
 
 @dataclass(frozen=True)
@@ -172,10 +171,4 @@ class CNNAEUUnmixer(PatchDeepUnmixer):
                        optimizer=cfg.optimizer, weight_decay=cfg.weight_decay,
                        after_step=nonneg)
         self.fit_info["decoder_rescale"] = self.rescale_decoder(net, X)
-        learned = net.endmember_weight().detach().cpu().numpy().T  # (k, L)
-        perm = match_endmembers(M0, learned)
-        with torch.no_grad():
-            net.perm.copy_(torch.from_numpy(np.asarray(perm, dtype=np.int64)))
-        self.fit_info["matched_to_m0"] = {
-            "order": [int(p) for p in perm],
-            "sad_rad": [round(float(v), 5) for v in sad(M0, learned[perm])]}
+        self.match_to_start(net, M0)
