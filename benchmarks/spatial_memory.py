@@ -1,8 +1,8 @@
-"""Spatial engine memory and speed: CNNAEU inference (``hsu_geo.unmix.spatial``) on lazily
-generated ``L x S x S`` scenes, peak RSS per scene size.
+"""Spatial engine memory and speed: inference of a spatial model (``--model``, default CNNAEU;
+``hsu_geo.unmix.spatial``) on lazily generated ``L x S x S`` scenes, peak RSS per scene size.
 
-Each size runs in a fresh child process: a CNNAEU network with its seeded initial weights (the
-cost of a forward pass does not depend on the weight values), a dask cube of uniform random
+Each size runs in a fresh child process: the model's network with its seeded initial weights
+(the cost of a forward pass does not depend on the weight values), a dask cube of uniform random
 reflectances generated chunk by chunk (never held whole), and the ``(k + 1, S, S)`` output
 reduced per chunk (a sum), so the measured memory is the engine's: chunks in flight x the
 per-chunk working set of :func:`hsu_geo.unmix.spatial.chunk_memory_bytes`, plus the input
@@ -11,6 +11,7 @@ chunk generator (float64 then float32). Prints px/s and peak RSS (ru_maxrss) per
     python -P benchmarks/spatial_memory.py --sizes 1000 2000 --bands 300 --chunk 256
     python -P benchmarks/spatial_memory.py --source envi ...   # through the ENVI reader
     python -P benchmarks/spatial_memory.py --sink cog ...      # abundance + RMSE COGs written
+    python -P benchmarks/spatial_memory.py --model ssanu_net ...  # any registered spatial model
 
 ``--sink cog`` writes the abundance and RMSE rasters with :func:`hsu_geo.write.cog.write_cogs`
 (as ``hsu-geo unmix`` does) into a temporary folder under ``--tmp`` instead of summing.
@@ -46,17 +47,17 @@ def write_envi(path: str, size: int, bands: int) -> str:
 
 
 def child(size: int, bands: int, chunk: int, threads: int, source: str, sink: str = "sum",
-          tmp: str = "/tmp") -> dict:
+          tmp: str = "/tmp", model_name: str = "cnnaeu") -> dict:
     import dask
     import dask.array as da
     import numpy as np
     import xarray as xr
 
-    from hsu_geo.unmix.deep.cnnaeu import CNNAEUUnmixer
+    from hsu_geo.unmix import MODELS
     from hsu_geo.unmix.spatial import chunk_memory_bytes, spatial_stacked
 
     k = 3
-    model = CNNAEUUnmixer()
+    model = MODELS.get(model_name)()
     model.network = model.new_network(bands, k).eval()
     model.scale, model.n_bands, model.k = 1.0, bands, k
     model.fill_spectrum = np.full(bands, 0.5, np.float32)
@@ -92,7 +93,8 @@ def child(size: int, bands: int, chunk: int, threads: int, source: str, sink: st
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     assert np.isfinite(total).all()
-    return {"source": "random" if source == "random" else "envi", "sink": sink, "size": size,
+    return {"model": model_name, "source": "random" if source == "random" else "envi",
+            "sink": sink, "size": size,
             "bands": bands, "chunk": chunk, "threads": threads,
             "seconds": round(seconds, 2), "px_per_s": round(size * size / seconds),
             "peak_rss_gib": round(peak, 3), "rss_before_gib": round(base, 3),
@@ -111,11 +113,12 @@ def main() -> None:
     ap.add_argument("--sink", choices=("sum", "cog"), default="sum",
                     help="sum the outputs per chunk, or write them as COGs under --tmp")
     ap.add_argument("--tmp", default="/tmp", help="folder for the ENVI files")
+    ap.add_argument("--model", default="cnnaeu", help="registered spatial model (default cnnaeu)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(args.sizes[0], args.bands, args.chunk, args.threads,
-                               args.child, args.sink, args.tmp)))
+                               args.child, args.sink, args.tmp, args.model)))
         return
     rows = []
     for size in args.sizes:
@@ -125,7 +128,7 @@ def main() -> None:
         out = subprocess.run([sys.executable, "-P", __file__, "--child", src, "--sizes", str(size),
                               "--bands", str(args.bands), "--chunk", str(args.chunk),
                               "--threads", str(args.threads), "--sink", args.sink,
-                              "--tmp", args.tmp],
+                              "--tmp", args.tmp, "--model", args.model],
                              check=True, capture_output=True, text=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)

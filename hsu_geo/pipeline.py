@@ -334,13 +334,16 @@ def fit_model(
     t0 = time.perf_counter()
     say(f"fitting {opts.model}")
     unmixer = model_cls(config, device=device)
+    if opts.device.strip().lower() == "auto" and hasattr(unmixer, "device_request"):
+        unmixer.device_request = "auto"  # resolved again on each dask worker
     if on_epoch is not None and hasattr(unmixer, "progress"):
         unmixer.progress = on_epoch
     check_endmembers(em.spectra, Y, prepared.scene_id)
     if model_cls.input != "pixels":  # spatial models train on seeded patches of the scene
         from hsu_geo.unmix.spatial import training_patches
 
-        unmixer.fit(training_patches(cube, unmixer), em.spectra)
+        own = getattr(unmixer, "training_sample", None)  # a model may read its own (dffn)
+        unmixer.fit(own(cube) if own else training_patches(cube, unmixer), em.spectra)
     else:
         unmixer.fit(Y, em.spectra)
     if sparse:  # the fit kept only the library members present in the scene
@@ -417,8 +420,11 @@ def model_from_checkpoint(path: str, opts: UnmixOptions) -> FittedModel:
     """A :class:`FittedModel` from ``--load-model`` (checked against the other options)."""
     checkpoint = _read_checkpoint(opts)
     device = resolve_device(opts.device)
+    unmixer = checkpoint.build(device)
+    if opts.device.strip().lower() == "auto" and hasattr(unmixer, "device_request"):
+        unmixer.device_request = "auto"  # resolved again on each dask worker
     return FittedModel(
-        checkpoint.build(device), checkpoint.model, list(checkpoint.endmember_names),
+        unmixer, checkpoint.model, list(checkpoint.endmember_names),
         np.asarray(checkpoint.payload.get("band_numbers") or [], dtype=int),
         np.asarray(checkpoint.wavelengths, "float64"), f"checkpoint {Path(path).name}",
         f"checkpoint:{path}", [None] * len(checkpoint.endmember_names),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -136,7 +137,11 @@ def make_optimizer(groups: Sequence[dict[str, Any]], kind: str = "adam",
 @contextmanager
 def deterministic() -> Iterator[None]:
     """Ask torch for deterministic kernels inside the block (warn-only on CUDA ops that have
-    none), then restore the caller's setting."""
+    none), then restore the caller's setting. On CUDA, cuBLAS is deterministic only with a
+    fixed workspace: ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` is set unless the user set it (it
+    takes effect when cuBLAS starts, i.e. at the process's first CUDA matmul)."""
+    if torch.cuda.is_available():
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     enabled = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -184,10 +189,14 @@ def train(
     stage: str,
     progress: ProgressFn | None = None,
     after_step: Callable[[], None] | None = None,
+    before_epoch: Callable[[int, int], None] | None = None,
+    after_epoch: Callable[[int, int], None] | None = None,
 ) -> TrainResult:
     """Minimise ``loss_fn`` over the rows of ``X (N, L)``.
 
-    ``after_step`` runs after every optimiser step (e.g. a non-negativity projection). A
+    ``after_step`` runs after every optimiser step (e.g. a non-negativity projection);
+    ``before_epoch(epoch, epochs)`` / ``after_epoch(epoch, epochs)`` (0-based epoch of the
+    planned count) before and after each epoch (loss-weight schedules, LR schedulers). A
     non-finite epoch loss is a :class:`ConfigError` naming the learning rates. Torch's global
     RNG (dropout) is seeded from ``settings.seed`` inside the stage and restored afterwards.
     """
@@ -213,6 +222,8 @@ def train(
                      else None)
             total = torch.zeros((), device=X.device)
             sums: dict[str, torch.Tensor] = {}
+            if before_epoch is not None:
+                before_epoch(epoch, epochs)
             for start, stop in slices:
                 xb = X[order[start:stop]] if order is not None else X[start:stop]
                 optimizer.zero_grad(set_to_none=True)
@@ -233,6 +244,8 @@ def train(
                     "lower the learning rates, e.g. --set lr_encoder=1e-4")
             history.append(epoch_loss)
             terms = {k: float(v) for k, v in sums.items()}
+            if after_epoch is not None:
+                after_epoch(epoch, epochs)
             if settings.keep_best and (kept is None or epoch_loss < kept[0]):
                 kept = (epoch_loss, epoch + 1,
                         {k: v.detach().clone() for k, v in module.state_dict().items()})

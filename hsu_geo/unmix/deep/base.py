@@ -10,9 +10,13 @@ reconstructions are reported in the scene's units.
 
 from __future__ import annotations
 
+import threading
 import time
+import uuid
 from abc import abstractmethod
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -53,7 +57,12 @@ class DeepConfig:
     (pixels per forward pass at inference; 0 = 4096 on CPU, where small batches stay in cache,
     65536 on CUDA), ``threads`` (torch CPU threads while training;
     0 = torch's default of all cores — 1 is robust on shared machines; inference always uses
-    one thread per dask task since dask runs blocks in parallel).
+    one thread per dask task since dask runs blocks in parallel), ``precision`` (``fp32``;
+    ``tf32``: TF32 matmuls and convolutions on CUDA — no effect on CPU; ``bf16``: autocast to
+    bfloat16, for inference and training; see :meth:`DeepUnmixer.precision_scope`),
+    ``lr_schedule`` of the main stage (``none``; ``step``: learning rates times ``lr_gamma``
+    every ``lr_step`` epochs, torch's StepLR; ``cosine``: cosine annealing to 0 over the
+    planned epochs).
     """
 
     seed: int = 0
@@ -74,8 +83,17 @@ class DeepConfig:
     max_train_pixels: int = 0
     infer_batch: int = 0
     threads: int = 1
+    precision: str = "fp32"
+    lr_schedule: str = "none"
+    lr_step: int = 100
+    lr_gamma: float = 0.9
 
     def __post_init__(self) -> None:
+        check_choice("precision", self.precision, PRECISIONS)
+        check_choice("lr_schedule", self.lr_schedule, ("none", "step", "cosine"))
+        if self.lr_step < 1 or not 0 < self.lr_gamma <= 1:
+            raise ConfigError(f"settings lr_step={self.lr_step} (>= 1) and lr_gamma="
+                              f"{self.lr_gamma} (in (0, 1]) are out of range")
         betas = tuple(self.adam_betas)
         checks = {"epochs": self.epochs >= 0, "batch_size": self.batch_size >= 1,
                   "min_steps": self.min_steps >= 0,
@@ -89,6 +107,17 @@ class DeepConfig:
         for key, ok in checks.items():
             if not ok:
                 raise ConfigError(f"setting {key}={getattr(self, key)!r} is out of range")
+
+
+#: ``--set precision=...`` values
+PRECISIONS = ("fp32", "tf32", "bf16")
+#: fitted networks kept per process, keyed by (model token, device): dask workers unpickle a
+#: model once per task, and this makes every task after the first reuse the built network
+NETWORK_CACHE_SIZE = 4
+_NETWORK_CACHE: OrderedDict[tuple[str, str], nn.Module] = OrderedDict()
+_NETWORK_CACHE_LOCK = threading.Lock()
+#: networks built from a state (a counter for tests and benchmarks)
+NETWORK_BUILDS = {"count": 0}
 
 
 def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
@@ -112,6 +141,10 @@ class DeepUnmixer(Unmixer):
         self.n_bands: int | None = None
         self.k: int | None = None
         self.network: nn.Module | None = None
+        #: what the user asked for (``auto`` is resolved again on every dask worker)
+        self.device_request: str = device
+        #: identity of the fitted weights (per-process network cache key)
+        self.token: str | None = None
 
     # ---- what a model supplies -------------------------------------------------------
     @abstractmethod
@@ -139,7 +172,7 @@ class DeepUnmixer(Unmixer):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.seed)
             net = self.build_network(n_bands, k)
-        return net.to(self.torch_device)
+        return self.place(net)
 
     def fit(self, Y: np.ndarray, M0: np.ndarray) -> None:
         """Fit on pixels ``Y (N, L)`` (rows with NaN/inf are dropped, not trained on) from
@@ -183,23 +216,76 @@ class DeepUnmixer(Unmixer):
             self._fit_stages(net, X.to(self.torch_device), M0 / scale)
         net.eval()
         self.network = net
+        self.token = uuid.uuid4().hex
         self.endmembers = self._read_endmembers()
         self.fit_info["seconds"] = round(time.perf_counter() - t0, 3)
+
+    @contextmanager
+    def precision_scope(self) -> Iterator[None]:
+        """``bf16`` precision: autocast to bfloat16 on the model's device type around a
+        forward pass (thread-local, so safe in concurrent dask tasks); other precisions are
+        process settings made when the network is placed (:meth:`place`)."""
+        if getattr(self.config, "precision", "fp32") == "bf16":
+            with torch.autocast(device_type=self.torch_device.type, dtype=torch.bfloat16):
+                yield
+        else:
+            yield
+
+    def place(self, net: nn.Module) -> nn.Module:
+        """``net`` moved to the model's device. On CUDA this also sets the process's TF32
+        switches from ``precision``: ``tf32`` allows TF32 in matmuls and cuDNN convolutions,
+        ``fp32`` forbids it (torch lets cuDNN use TF32 by default); they are process-wide,
+        and one hsu-geo process runs one model. CPU has no TF32."""
+        if self.torch_device.type == "cuda":
+            allow = getattr(self.config, "precision", "fp32") == "tf32"
+            torch.backends.cuda.matmul.allow_tf32 = allow
+            torch.backends.cudnn.allow_tf32 = allow
+        return net.to(self.torch_device)
+
+    def to_device(self, arr: np.ndarray) -> torch.Tensor:
+        """Host array -> float32 tensor on the model's device; on CUDA through a pinned
+        (page-locked) buffer so the copy is asynchronous."""
+        t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+        dev = self.torch_device
+        if dev.type == "cuda":
+            return t.pin_memory().to(dev, non_blocking=True)
+        return t
 
     def run_stage(self, name: str, net: nn.Module, X: torch.Tensor, loss_fn: LossFn,
                   groups: list[dict[str, Any]], settings: TrainSettings, *,
                   optimizer: str = "adam", weight_decay: float = 0.0,
                   after_step: Callable[[], None] | None = None,
-                  extra: dict[str, Any] | None = None) -> TrainResult:
-        """Run one training stage through the shared loop and record it in ``fit_info``."""
+                  extra: dict[str, Any] | None = None, schedule: bool = False,
+                  before_epoch: Callable[[int, int], None] | None = None) -> TrainResult:
+        """Run one training stage through the shared loop and record it in ``fit_info``.
+        ``schedule``: apply the config's ``lr_schedule`` (models pass it for their main
+        stage); ``before_epoch(epoch, epochs)``: e.g. a loss-weight schedule."""
         cfg = self.config
         opt = make_optimizer(groups, optimizer, weight_decay,
                              betas=tuple(getattr(cfg, "adam_betas", (0.9, 0.999))),
                              eps=getattr(cfg, "adam_eps", 1e-8))
-        result = train(net, X, loss_fn, opt, settings, stage=name, progress=self.progress,
-                       after_step=after_step)
+        after_epoch = None
+        kind = getattr(cfg, "lr_schedule", "none") if schedule else "none"
+        if kind != "none":
+            planned = settings.plan(int(X.shape[0]))[2]
+            sched: torch.optim.lr_scheduler.LRScheduler = (
+                torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
+                if kind == "step" else
+                torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, planned)))
+
+            def after_epoch(epoch: int, epochs: int) -> None:
+                sched.step()
+
+        with self.precision_scope():
+            result = train(net, X, loss_fn, opt, settings, stage=name, progress=self.progress,
+                           after_step=after_step, before_epoch=before_epoch,
+                           after_epoch=after_epoch)
         record = result.as_dict()
-        record["learning_rates"] = {g.get("name", str(i)): g["lr"]
+        if kind != "none":
+            record["lr_schedule"] = kind
+            record["final_learning_rates"] = {g.get("name", str(i)): g["lr"]
+                                              for i, g in enumerate(opt.param_groups)}
+        record["learning_rates"] = {g.get("name", str(i)): g.get("initial_lr", g["lr"])
                                     for i, g in enumerate(opt.param_groups)}
         record["weight_decays"] = {g.get("name", str(i)): g["weight_decay"]
                                    for i, g in enumerate(opt.param_groups)}
@@ -293,11 +379,11 @@ class DeepUnmixer(Unmixer):
         out = np.empty((arr.shape[0], out_width), dtype=np.float32)
         dev = self.torch_device
         step = self.config.infer_batch or (4096 if dev.type == "cpu" else 65536)
-        with torch.inference_mode(), torch_threads(1 if dev.type == "cpu" else 0):
+        with torch.inference_mode(), torch_threads(1 if dev.type == "cpu" else 0), \
+                self.precision_scope():
             for start in range(0, arr.shape[0], step):
-                chunk = np.ascontiguousarray(arr[start:start + step], dtype=np.float32)
-                res = fn(torch.from_numpy(chunk).to(dev, non_blocking=True))
-                out[start:start + chunk.shape[0]] = res.float().cpu().numpy()
+                res = fn(self.to_device(arr[start:start + step]))
+                out[start:start + res.shape[0]] = res.float().cpu().numpy()
         return out
 
     def abundances(self, Y: np.ndarray) -> np.ndarray:
@@ -331,18 +417,51 @@ class DeepUnmixer(Unmixer):
         self.scale = float(state["scale"])
         net = self.build_network(self.n_bands, self.k)
         net.load_state_dict(state["state_dict"])
-        self.network = net.to(self.torch_device).eval()
+        NETWORK_BUILDS["count"] += 1
+        self.network = self.place(net).eval()
         self.endmembers = state["endmembers"].cpu().numpy().astype(np.float32)
         self.fit_info = dict(state.get("fit_info") or {})
+        self.token = uuid.uuid4().hex  # new weights: never reuse another model's cache entry
 
     def __getstate__(self) -> dict[str, Any]:
+        if self.network is not None and not getattr(self, "token", None):
+            self.token = uuid.uuid4().hex  # a model fitted by a subclass's own fit
         d = {k: v for k, v in self.__dict__.items() if k not in ("network", "progress")}
         d["_state"] = self.state() if self.network is not None else None
         return d
 
     def __setstate__(self, d: dict[str, Any]) -> None:
+        """Unpickling (a dask worker receiving the model): ``--device auto`` is resolved here,
+        on the worker, and the network is built once per process and device, then reused
+        from a small cache by every later task (keyed by the fitted weights' token, which
+        ``fit`` and ``load_state`` renew). Copies unpickled in one process share that network:
+        change weights by ``fit`` or ``load_state``, never in place."""
         state = d.pop("_state", None)
         self.__dict__.update(d)
         self.network, self.progress = None, None
-        if state is not None:
+        request = getattr(self, "device_request", self.device)
+        if request == "auto":
+            from hsu_geo.unmix.device import resolve_device
+
+            self.device = resolve_device("auto")
+        if state is None:
+            return
+        key = (self.token, self.device) if getattr(self, "token", None) else None
+        with _NETWORK_CACHE_LOCK:
+            cached = _NETWORK_CACHE.get(key) if key else None
+            if cached is not None:
+                _NETWORK_CACHE.move_to_end(key)
+        if cached is None:
             self.load_state(state)
+            self.token = key[0] if key else self.token  # the sender's weights, same token
+            if key:
+                with _NETWORK_CACHE_LOCK:
+                    _NETWORK_CACHE[key] = self.network
+                    while len(_NETWORK_CACHE) > NETWORK_CACHE_SIZE:
+                        _NETWORK_CACHE.popitem(last=False)
+            return
+        self.n_bands, self.k = int(state["n_bands"]), int(state["k"])
+        self.scale = float(state["scale"])
+        self.network = cached
+        self.endmembers = state["endmembers"].cpu().numpy().astype(np.float32)
+        self.fit_info = dict(state.get("fit_info") or {})

@@ -3,8 +3,11 @@
 A checkpoint is one ``torch.save`` file of plain data (loadable with ``weights_only=True``):
 format tag and version, model name, config dict, CPU state dict, band count, endmember count,
 input scale, endmembers ``(k, L)`` in scene units, band wavelengths (nm) and band numbers,
-endmember names, the training ``fit_info`` and the hsu-geo version. Loading onto a scene whose
-bands differ (count, or any centre by more than 0.5 nm) is a :class:`ConfigError`.
+endmember names, the training ``fit_info``, the hsu-geo version, and the model's input kind,
+halo and the shape of every weight tensor (``shapes``: checked against the file's tensors
+when reading, and against the network the config builds before loading, so a mismatch names
+the tensor). Loading onto a scene whose bands differ (count, or any centre by more than 0.5
+nm) is a :class:`ConfigError`.
 """
 
 from __future__ import annotations
@@ -100,6 +103,19 @@ class Checkpoint:
             raise ConfigError(f"--load-model {self.path}: the model config does not fit "
                               f"{self.model} ({exc}); retrain without --load-model") from None
         unmixer = cls(config, device=device)
+        shapes = self.payload.get("shapes")
+        if shapes is not None:
+            expected = {key: list(v.shape) for key, v in unmixer.build_network(
+                int(self.payload["n_bands"]), int(self.payload["k"])).state_dict().items()}
+            wrong = sorted(key for key in set(expected) | set(shapes)
+                           if expected.get(key) != shapes.get(key))
+            if wrong:
+                key = wrong[0]
+                raise ConfigError(
+                    f"--load-model {self.path}: weight {key} has shape {shapes.get(key)} but "
+                    f"this {self.model} config builds {expected.get(key)} ({len(wrong)} "
+                    "tensor(s) differ); the file was written with other settings or another "
+                    "version — retrain, or give the original file")
         try:
             unmixer.load_state(self.payload)
         except (RuntimeError, KeyError, TypeError, ValueError) as exc:
@@ -154,6 +170,8 @@ def checkpoint_payload(unmixer: Any, wavelengths: np.ndarray, names: list[str],
         "wavelengths": wl.tolist(), "endmember_names": [str(n) for n in names],
         "band_numbers": None if band_numbers is None else
         [int(b) for b in np.asarray(band_numbers).ravel()],
+        "input": str(unmixer.input), "halo": int(getattr(unmixer, "halo", 0)),
+        "shapes": {key: list(v.shape) for key, v in payload["state_dict"].items()},
     })
     return payload
 
@@ -240,3 +258,7 @@ def check_payload(path: Path, payload: dict[str, Any]) -> None:
     info = payload.get("fit_info")
     if info is not None and not isinstance(info, dict):
         raise bad("fit_info is not a mapping")
+    shapes = payload.get("shapes")
+    if shapes is not None and (not isinstance(shapes, dict) or set(shapes) != set(state) or any(
+            list(state[key].shape) != list(shape) for key, shape in shapes.items())):
+        raise bad("shapes does not match the state_dict's tensors")

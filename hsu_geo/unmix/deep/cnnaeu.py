@@ -169,6 +169,6 @@ class CNNAEUUnmixer(PatchDeepUnmixer):
                        self.train_settings(cfg.epochs, cfg.batch_size, seed_offset=3,
                                            main=True),
                        optimizer=cfg.optimizer, weight_decay=cfg.weight_decay,
-                       after_step=nonneg)
+                       after_step=nonneg, schedule=True)
         self.fit_info["decoder_rescale"] = self.rescale_decoder(net, X)
         self.match_to_start(net, M0)

@@ -299,7 +299,8 @@ class CResDAEUnmixer(DeepUnmixer):
                        self.param_groups(net),
                        self.train_settings(cfg.epochs, cfg.batch_size, seed_offset=3,
                                            main=True),
-                       weight_decay=cfg.weight_decay, after_step=self._project(net))
+                       weight_decay=cfg.weight_decay, after_step=self._project(net),
+                       schedule=True)
 
     def _pretrain_synthetic(self, net: CResDAENet, M0: np.ndarray,
                             device: torch.device) -> None:

@@ -112,5 +112,5 @@ class LinearAEUnmixer(DeepUnmixer):
                        self.train_settings(cfg.epochs, cfg.batch_size, seed_offset=3,
                                            main=True),
                        optimizer=cfg.optimizer, weight_decay=cfg.weight_decay,
-                       after_step=nonneg)
+                       after_step=nonneg, schedule=True)
         self.match_to_start(net, M0)

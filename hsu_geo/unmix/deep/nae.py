@@ -126,4 +126,4 @@ class NAEUnmixer(DeepUnmixer):
                        self.param_groups(net),
                        self.train_settings(cfg.epochs, cfg.batch_size, seed_offset=3,
                                            main=True),
-                       weight_decay=cfg.weight_decay)
+                       weight_decay=cfg.weight_decay, schedule=True)

@@ -19,6 +19,7 @@ valid mask travels as an extra channel of the training tensor, so the shared loo
 from __future__ import annotations
 
 import time
+import uuid
 from abc import abstractmethod
 from typing import Any, ClassVar
 
@@ -104,6 +105,7 @@ class PatchDeepUnmixer(DeepUnmixer):
             self._fit_stages(net, torch.from_numpy(X).to(self.torch_device), M0 / scale)
         net.eval()
         self.network = net
+        self.token = uuid.uuid4().hex
         self.endmembers = self._read_endmembers()
         self.fit_info["seconds"] = round(time.perf_counter() - t0, 3)
 
@@ -161,9 +163,9 @@ class PatchDeepUnmixer(DeepUnmixer):
             raise InvalidSceneError(f"{self.name}: a block of {block.shape[1:]} pixels has no "
                                     f"interior inside its {d}-pixel halo")
         dev = self.torch_device
-        with torch.inference_mode(), torch_threads(1 if dev.type == "cpu" else 0):
-            x = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(dev)
-            x = x[None] * (1.0 / self.scale)
+        with torch.inference_mode(), torch_threads(1 if dev.type == "cpu" else 0), \
+                self.precision_scope():
+            x = self.to_device(block)[None] * (1.0 / self.scale)
             a = net.encode(x)  # (1, k, h + 2r, w + 2r)
             rec = net.decode(a)  # (1, L, h, w)
             diff = rec - self.crop(x, d)

@@ -86,3 +86,28 @@ def test_config_round_trip_rejects_unknown_keys():
     assert config_from_dict(cfg_cls, data) == cfg
     with pytest.raises(ConfigError, match="unknown key"):
         config_from_dict(cfg_cls, {**data, "future_option": 1})
+
+
+def test_weight_shapes_are_recorded_and_a_mismatch_names_the_tensor(tmp_path):
+    """A checkpoint records input kind, halo and every weight's shape; a config that builds
+    other shapes (here: edited features) is refused naming the first tensor that differs."""
+    from hsu_geo.unmix.deep.cnnaeu import CNNAEUConfig, CNNAEUUnmixer
+    from hsu_geo.unmix.spatial import sample_patches
+    from tests.unmix.scenes import linear_scene
+
+    cube, E, _, _ = linear_scene(rows=20, cols=20, k=3, seed=1, wl=WL)
+    model = CNNAEUUnmixer(CNNAEUConfig(epochs=1, n_patches=2, patch_size=16, features=8))
+    model.fit(sample_patches(cube, 16, 2, seed=0), E)
+    path = save_checkpoint(tmp_path / "m.pt", model, WL, ["a", "b", "c"])
+    payload = read_checkpoint(path).payload
+    assert payload["input"] == "patches" and payload["halo"] == 7
+    assert payload["shapes"]["encoder.0.weight"] == [8, 40, 3, 3]
+    payload["config"]["features"] = 16
+    torch.save(payload, tmp_path / "edited.pt")
+    with pytest.raises(ConfigError, match=r"weight encoder.0.weight has shape \[8, 40, 3, 3\] "
+                                          r"but this cnnaeu config builds \[16, 40, 3, 3\]"):
+        read_checkpoint(tmp_path / "edited.pt").build("cpu")
+    payload["shapes"]["encoder.0.weight"] = [1, 2]
+    torch.save(payload, tmp_path / "damaged.pt")
+    with pytest.raises(ConfigError, match="shapes does not match the state_dict"):
+        read_checkpoint(tmp_path / "damaged.pt")

@@ -209,3 +209,29 @@ def test_zero_init_skips_the_pretraining_stage_and_pretrain_keeps_it():
         model.fit(Y, M)
         stages[init] = list(model.fit_info["stages"])
     assert stages == {"auto": ["finetune"], "pretrain": ["decoder_pretrain", "finetune"]}
+
+
+def test_lr_schedule_of_the_main_stage() -> None:
+    """``--set lr_schedule=step`` multiplies the learning rates by ``lr_gamma`` every
+    ``lr_step`` epochs (StepLR); ``cosine`` anneals them to 0 over the planned epochs."""
+    from hsu_geo.unmix.deep.linear_ae import LinearAEConfig, LinearAEUnmixer
+    from tests.unmix.scenes import linear_scene
+
+    cube, E, _, _ = linear_scene(rows=10, cols=10, k=3, seed=0)
+    Y = cube.reshape(cube.shape[0], -1).T
+    base = {"epochs": 4, "min_steps": 0, "batch_size": 50, "seed": 0}
+    step = LinearAEUnmixer(LinearAEConfig(**base, lr_schedule="step", lr_step=2, lr_gamma=0.5))
+    step.fit(Y, E)
+    stage = step.fit_info["stages"]["train"]
+    lr0 = LinearAEConfig().lr_encoder
+    assert stage["lr_schedule"] == "step" and stage["learning_rates"]["encoder"] == lr0
+    assert stage["final_learning_rates"]["encoder"] == pytest.approx(lr0 * 0.25)
+    cos = LinearAEUnmixer(LinearAEConfig(**base, lr_schedule="cosine"))
+    cos.fit(Y, E)
+    assert cos.fit_info["stages"]["train"]["final_learning_rates"]["encoder"] == \
+        pytest.approx(0.0, abs=1e-12)
+    plain = LinearAEUnmixer(LinearAEConfig(**base))
+    plain.fit(Y, E)
+    assert "lr_schedule" not in plain.fit_info["stages"]["train"]
+    with pytest.raises(ConfigError, match="lr_schedule='linear'"):
+        LinearAEConfig(lr_schedule="linear")
