@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-LABELS = {"fcls": "VCA+FCLS", "linear_ae": "LinearAE", "nae": "NAE", "cresdae": "CResDAE"}
+LABELS = {"fcls": "VCA+FCLS", "mvc_nmf": "MVC-NMF", "khype": "VCA+K-Hype",
+          "linear_ae": "LinearAE", "convae": "ConvAE", "nae": "NAE", "cresdae": "CResDAE"}
 
 
 def main() -> int:

@@ -21,9 +21,15 @@ MODELS.register_lazy("ppnmm", _lazy("hsu_geo.unmix.classical.nonlinear_model", "
 MODELS.register_lazy("gbm", _lazy("hsu_geo.unmix.classical.nonlinear_model", "GbmUnmixer"))
 MODELS.register_lazy("sunsal", _lazy("hsu_geo.unmix.classical.sunsal", "SunsalUnmixer"))
 MODELS.register_lazy("mvc_nmf", _lazy("hsu_geo.unmix.classical.mvc_nmf", "MvcNmfUnmixer"))
+MODELS.register_lazy("khype", _lazy("hsu_geo.unmix.classical.khype", "KhypeUnmixer"))
 for _name, _module, _cls in (("cresdae", "cresdae", "CResDAEUnmixer"),
                              ("nae", "nae", "NAEUnmixer"),
                              ("linear_ae", "linear_ae", "LinearAEUnmixer"),
+                             ("convae", "convae", "ConvAEUnmixer"),
+                             ("ssanu_net", "ssanu_net", "SSANUNetUnmixer"),
+                             ("acr_net", "acr_net", "ACRNetUnmixer"),
+                             ("auvae_net", "auvae_net", "AUVAENetUnmixer"),
+                             ("dffn", "dffn", "DFFNUnmixer"),
                              ("cnnaeu", "cnnaeu", "CNNAEUUnmixer")):
     MODELS.register_lazy(_name, _lazy(f"hsu_geo.unmix.deep.{_module}", _cls))
 

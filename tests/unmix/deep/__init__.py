@@ -23,6 +23,9 @@ TINY: dict[str, Any] = {
     "synth_epochs": 1,
     "max_train_pixels": 0,
     "min_steps": 0,
+    "ae_steps": 2,  # auvae_net: steps per chunk of each phase
+    "disc_epochs": 1,
+    "gen_steps": 1,
 }
 
 #: CUDA-only tests: use with ``@pytest.mark.requires_cuda``; skipped when torch sees no GPU
