@@ -103,8 +103,9 @@ def make(name: str, device: str, **overrides: Any) -> DeepUnmixer:
 
 
 def fit(model: DeepUnmixer, cube: xr.DataArray, M: np.ndarray, max_pixels: int) -> None:
-    if is_spatial(model):
-        model.fit(training_patches(cube, model), M)
+    if is_spatial(model):  # as hsu_geo.pipeline.fit_model: a model may read its own sample
+        own = getattr(model, "training_sample", None)
+        model.fit(own(cube) if own else training_patches(cube, model), M)
     else:
         Y = cube.values.reshape(cube.shape[0], -1).T
         model.fit(Y[:max_pixels], M)
