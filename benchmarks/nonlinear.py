@@ -1,11 +1,12 @@
 """Nonlinear abundance estimators (``-m ppnmm``, ``-m gbm``): speed beside FCLS and accuracy on
 the ``hsu-geo synth`` sets.
 
-Speed: ``fit_nonlinear`` (the solver every chunk runs) and :func:`~hsu_geo.unmix.classical.fcls`
-on the same pixels in the same process, one after the other: USGS minerals resampled to
-``--bands`` bands, PPNMM mixtures (b ~ U(-0.3, 0.3)) of Dirichlet(1) abundances at 30 dB,
-k = 4, 5, 6. Throughput is pixels per second (best of ``--repeat``), ratio = FCLS time /
-nonlinear time. The host is shared: absolute numbers move with the load, the ratio much less.
+Speed: ``fit_nonlinear`` (the solver every chunk runs: the compiled engine on all cores and on
+one, and the vectorised numpy engine), the unmixer's per-chunk work (fit + modelled spectra) and
+:func:`~hsu_geo.unmix.classical.fcls` on the same pixels in the same process, one after the
+other: USGS minerals resampled to ``--bands`` bands, PPNMM mixtures (b ~ U(-0.3, 0.3)) of
+Dirichlet(1) abundances at 30 dB, k = 4, 5, 6. Throughput is pixels per second (best of
+``--repeat``). The host is shared: absolute numbers move with the load, the ratios much less.
 
 Accuracy: the nine synth sets (linear / bilinear / PNMM x 10 / 20 / 30 dB) written by
 ``hsu_geo.synth.write_datasets`` (the code of ``hsu-geo synth``) at 64 x 64 pixels for each
@@ -79,32 +80,43 @@ def _seeds(text: str) -> list[int]:
 
 
 def speed(n: int, bands: int, repeat: int) -> list[dict[str, Any]]:
+    import os
+
     from hsu_geo.endmembers.library import load_usgs_library
     from hsu_geo.synth.datasets import library_on_grid, regular_band_grid
     from hsu_geo.synth.mixing import add_noise, pnmm
 
+    cores = os.cpu_count() or 1
     lib = load_usgs_library(["alunite", "calcite", "hematite", "olivine", "gypsum", "kaolinite"])
     M_all = library_on_grid(lib, regular_band_grid(400, 2500, 2100 / (bands - 1)))
+    fit_nonlinear(M_all[:4] * 0.5, M_all[:4], "ppnmm")  # load the compiled kernels first
+    fit_nonlinear(M_all[:4] * 0.5, M_all[:4], "gbm")
     rows = []
     for k in (4, 5, 6):
         rng = np.random.default_rng(k)
         M = M_all[:k]
         A = rng.dirichlet(np.ones(k), n)
         Y = add_noise(pnmm(A, M, xi=rng.uniform(-0.3, 0.3, n)), 30.0, rng).astype("float32")
-        row: dict[str, Any] = {"k": k, "pixels": n, "bands": int(M.shape[1])}
-        for name in ("fcls", "ppnmm", "gbm"):
+        row: dict[str, Any] = {"k": k, "pixels": n, "bands": int(M.shape[1]), "cores": cores}
+        runs: dict[str, Any] = {"fcls": lambda Y=Y, M=M: fcls(Y, M)}
+        for kind, cls in (("ppnmm", PpnmmUnmixer), ("gbm", GbmUnmixer)):
+            runs[f"{kind}_numpy"] = lambda kind=kind, Y=Y, M=M: fit_nonlinear(
+                Y, M, kind, engine="numpy")
+            runs[f"{kind}_1"] = lambda kind=kind, Y=Y, M=M: fit_nonlinear(Y, M, kind, threads=1)
+            runs[kind] = lambda kind=kind, Y=Y, M=M: fit_nonlinear(Y, M, kind, threads=cores)
+            u = cls(NonlinearConfig(gate="always"))
+            u.fit(Y[:2000], M)
+            runs[f"{kind}_unmixer"] = lambda u=u, Y=Y: u.abundances_and_extras(Y)
+        for name, fn in runs.items():
             best = np.inf
             for _ in range(repeat):
                 t0 = time.perf_counter()
-                if name == "fcls":
-                    fcls(Y, M)
-                else:
-                    fit_nonlinear(Y, M, name)
+                fn()
                 best = min(best, time.perf_counter() - t0)
             row[name] = n / best
         rows.append(row)
-        _say(f"speed k={k}: " + ", ".join(f"{m} {row[m]:,.0f} px/s" for m in
-                                          ("fcls", "ppnmm", "gbm")))
+        _say(f"speed k={k}: " + ", ".join(f"{m} {v:,.0f} px/s" for m, v in row.items()
+                                          if isinstance(v, float)))
     return rows
 
 
@@ -239,13 +251,24 @@ def _ms(vals: list[float]) -> str:
 def render(speed_rows: list[dict[str, Any]] | None, acc: dict[str, Any] | None) -> str:
     lines: list[str] = ["# Nonlinear abundance estimators (ppnmm, gbm)", ""]
     if speed_rows:
-        lines += ["## Speed (same process, same pixels; best of repeats)", "",
-                  "| k | bands | pixels | fcls px/s | ppnmm px/s | gbm px/s | ppnmm/fcls time "
-                  "| gbm/fcls time |", "|---|---|---|---|---|---|---|---|"]
+        cores = speed_rows[0].get("cores", 1)
+        lines += ["## Speed (same process, same pixels; best of repeats; px/s)", "",
+                  "fit = `fit_nonlinear` (compiled engine on all "
+                  f"{cores} cores, on 1, and the vectorised numpy engine); unmixer = what a "
+                  "chunk of `hsu-geo unmix -m ppnmm|gbm` runs (fit on all cores + modelled "
+                  "spectra for the RMSE band; dask runs chunks in parallel instead).", "",
+                  "| k | bands | pixels | fcls | ppnmm fit | ppnmm fit, 1 core | ppnmm numpy "
+                  "| ppnmm unmixer | gbm fit | gbm fit, 1 core | gbm numpy | gbm unmixer "
+                  "| compiled / numpy (ppnmm, gbm; 1 core) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in speed_rows:
-            lines.append(f"| {r['k']} | {r['bands']} | {r['pixels']} | {r['fcls']:,.0f} | "
-                         f"{r['ppnmm']:,.0f} | {r['gbm']:,.0f} | {r['fcls'] / r['ppnmm']:.1f}x | "
-                         f"{r['fcls'] / r['gbm']:.1f}x |")
+            lines.append(
+                f"| {r['k']} | {r['bands']} | {r['pixels']} | {r['fcls']:,.0f} | "
+                + " | ".join(f"{r[c]:,.0f}" for c in (
+                    "ppnmm", "ppnmm_1", "ppnmm_numpy", "ppnmm_unmixer",
+                    "gbm", "gbm_1", "gbm_numpy", "gbm_unmixer"))
+                + f" | {r['ppnmm_1'] / r['ppnmm_numpy']:.1f}x, "
+                f"{r['gbm_1'] / r['gbm_numpy']:.1f}x |")
         lines.append("")
     if not acc:
         return "\n".join(lines)

@@ -135,7 +135,10 @@ def pnmm(A: np.ndarray, M: np.ndarray, xi: np.ndarray | float | None = None,
         raise ConfigError(f"pnmm: xi must be a scalar or ({A.shape[0]},); got shape {xi.shape}")
     s = A @ M
     b = xi[:, None] if xi.ndim == 1 else xi
-    return s + b * s * s
+    out = np.multiply(s, s)  # in place from here: one (n, L) temporary, not three
+    out *= b
+    out += s
+    return out
 
 
 def noise_sigma(Y_clean: np.ndarray, snr_db: float) -> float:

@@ -58,17 +58,44 @@ def _neighbourhood_mean(arr: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
-def _unmix_extras_block(arr: np.ndarray, unmixer: Unmixer, k: int, n_extra: int) -> np.ndarray:
+def _cube_mean_block(block: np.ndarray, window: int) -> np.ndarray:
+    """:func:`_neighbourhood_mean` of a ``(L, h, w)`` block (the layout of the cube)."""
+    return np.moveaxis(_neighbourhood_mean(np.moveaxis(block, 0, -1), window), -1, 0)
+
+
+def neighbourhood_mean_cube(cube: xr.DataArray, window: int) -> xr.DataArray:
+    """Lazy ``window x window`` mean of the valid neighbours of every pixel of ``cube (band,
+    y, x)``, computed block by block with a halo of ``window // 2`` pixels
+    (``dask.array.map_overlap``), so it does not depend on the chunking; at the scene edge the
+    mean is over the neighbours inside the scene. NaN pixels stay NaN and are left out."""
+    import dask.array as da
+
+    d = window // 2
+    data = cube.data if isinstance(cube.data, da.Array) else da.from_array(cube.values)
+    data = data.rechunk({0: -1})
+    smooth = da.map_overlap(_cube_mean_block, data, depth={0: 0, 1: d, 2: d},
+                            boundary="none", trim=True, window=window, dtype=np.float32,
+                            meta=np.empty((0, 0, 0), np.float32))
+    return cube.copy(data=smooth.rechunk(cube.data.chunks) if isinstance(cube.data, da.Array)
+                     else smooth)
+
+
+def _unmix_extras_block(arr: np.ndarray, unmixer: Unmixer, k: int, n_extra: int,
+                        fit_arr: np.ndarray | None = None) -> np.ndarray:
     """Kernel of models with ``extra_outputs``: ``(h, w, k + 1 + n_extra)`` = abundances,
     RMSE of the model's own modelled spectra against the data, then the extra outputs in
-    ``extra_outputs`` order. With ``spatial_window`` the fit sees the neighbourhood mean of
-    the chunk (the RMSE is still against each pixel's own spectrum)."""
+    ``extra_outputs`` order. With ``spatial_window`` the fit sees ``fit_arr (h, w, L)``, the
+    neighbourhood mean of the scene (:func:`neighbourhood_mean_cube`; without it, of the chunk
+    alone); the RMSE is still against each pixel's own spectrum."""
     h, w, L = arr.shape
     n_out = k + 1 + n_extra
     names = extra_outputs(unmixer)
     out = np.full((h, w, n_out), np.nan, dtype="float32")
     window = int(getattr(unmixer, "spatial_window", 0) or 0)
-    fit_arr = _neighbourhood_mean(arr, window) if window > 1 else arr
+    if window <= 1:
+        fit_arr = arr
+    elif fit_arr is None:
+        fit_arr = _neighbourhood_mean(arr, window)
     rows = max(1, BATCH // max(w, 1))
     for r0 in range(0, h, rows):
         Y = np.ascontiguousarray(arr[r0:r0 + rows].reshape(-1, L))
@@ -90,7 +117,8 @@ def _unmix_extras_block(arr: np.ndarray, unmixer: Unmixer, k: int, n_extra: int)
 
 
 def _unmix_block(arr: np.ndarray, unmixer: Unmixer, k: int,
-                 brightness: bool = False, n_extra: int = 0) -> np.ndarray:
+                 brightness: bool = False, n_extra: int = 0,
+                 fit_arr: np.ndarray | None = None) -> np.ndarray:
     """Kernel: ``arr (h, w, L)`` -> ``(h, w, k + 1)`` = k abundances + reconstruction RMSE
     (``(h, w, k + 2)`` with the per-pixel brightness last when ``brightness``; models with
     ``n_extra`` extra outputs: :func:`_unmix_extras_block`).
@@ -100,7 +128,7 @@ def _unmix_block(arr: np.ndarray, unmixer: Unmixer, k: int,
     pixel-interleaved files; one small copy otherwise).
     """
     if n_extra and not brightness:
-        return _unmix_extras_block(arr, unmixer, k, n_extra)
+        return _unmix_extras_block(arr, unmixer, k, n_extra, fit_arr)
     h, w, L = arr.shape
     n_out = k + 2 if brightness else k + 1
     out = np.full((h, w, n_out), np.nan, dtype="float32")
@@ -136,6 +164,11 @@ def _unmix_block(arr: np.ndarray, unmixer: Unmixer, k: int,
     return out
 
 
+def _unmix_block_prior(arr: np.ndarray, fit_arr: np.ndarray, **kw: Any) -> np.ndarray:
+    """:func:`_unmix_block` with the neighbourhood-mean pixels ``fit_arr`` the fit sees."""
+    return _unmix_block(arr, fit_arr=fit_arr, **kw)
+
+
 def apply_unmixer(
     cube: xr.DataArray,
     unmixer: Unmixer,
@@ -153,10 +186,14 @@ def apply_unmixer(
     extras = () if scaled else extra_outputs(unmixer)
     from hsu_geo.unmix.spatial import is_spatial, spatial_stacked  # halo blocks (spatial.py)
 
+    window = int(getattr(unmixer, "spatial_window", 0) or 0)
+    prior = window > 1 and bool(extras) and not is_spatial(unmixer)
+    # a spatial prior fits each pixel to its neighbourhood mean, computed with a halo
+    inputs = [cube, neighbourhood_mean_cube(cube, window)] if prior else [cube]
     stacked = spatial_stacked(cube, unmixer, k) if is_spatial(unmixer) else xr.apply_ufunc(
-        _unmix_block, cube,
+        _unmix_block_prior if prior else _unmix_block, *inputs,
         kwargs={"unmixer": unmixer, "k": k, "brightness": scaled, "n_extra": len(extras)},
-        input_core_dims=[["band"]], output_core_dims=[["output"]],
+        input_core_dims=[["band"]] * len(inputs), output_core_dims=[["output"]],
         dask="parallelized", output_dtypes=[np.float32],
         dask_gufunc_kwargs={"output_sizes": {"output": k + 2 if scaled
                                              else k + 1 + len(extras)}},

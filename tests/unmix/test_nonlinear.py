@@ -193,3 +193,62 @@ def test_spatial_prior_lowers_the_gate_bar(M):
     d, d0 = plain["explained_over_noise"], plain["explained_by_noise"]
     assert smooth["statistic"] == pytest.approx((d - d0) * 9 + d0)
     assert smooth["needed"] == pytest.approx(plain["needed"])
+
+
+@pytest.mark.parametrize(("kind", "mixing"), [("ppnmm", "pnmm"), ("gbm", "bilinear")])
+def test_compiled_engine_matches_numpy_engine(M, kind, mixing):
+    """The compiled per-pixel kernel runs the numpy engine's algorithm: same iterates."""
+    Y, _ = _scene(M, mixing, n=500, seed=7)
+    Y[:50] = np.asarray(M)[0]  # pure pixels: abundances and γ at their bounds
+    ref = fit_nonlinear(Y, M, kind, engine="numpy")
+    fast = fit_nonlinear(Y, M, kind, engine="compiled", threads=1)
+    np.testing.assert_allclose(fast.A, ref.A, atol=1e-7)
+    np.testing.assert_allclose(fast.theta, ref.theta, atol=1e-5)
+    np.testing.assert_allclose(fast.rss, ref.rss, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(fast.rss_linear, ref.rss_linear, rtol=1e-9)
+    assert (fast.converged == ref.converged).all()
+    assert np.mean(fast.iterations == ref.iterations) > 0.99
+
+
+def test_compiled_engine_threads_do_not_change_results(M):
+    Y, _ = _scene(M, "pnmm", n=999, seed=3)
+    one = fit_nonlinear(Y, M, "ppnmm", threads=1)
+    three = fit_nonlinear(Y, M, "ppnmm", threads=3)
+    np.testing.assert_array_equal(one.A, three.A)
+    np.testing.assert_array_equal(one.theta, three.theta)
+    with pytest.raises(ConfigError, match="threads"):
+        fit_nonlinear(Y, M, "ppnmm", threads=0)
+    with pytest.raises(ConfigError, match="engine"):
+        fit_nonlinear(Y, M, "ppnmm", engine="cuda")
+    with pytest.raises(ConfigError, match="A0"):
+        fit_nonlinear(Y, M, "ppnmm", A0=np.zeros((3, 3)))
+
+
+def test_spatial_prior_does_not_depend_on_the_chunking(M, tmp_path):
+    """The neighbourhood mean is computed with a halo: 8 x 8 chunks give the one-chunk maps."""
+    from hsu_geo.ingest import open_scene
+    from hsu_geo.unmix.adapter import apply_unmixer, neighbourhood_mean_cube
+    from tests.unmix.scenes import write_scene
+
+    Y, _ = _scene(M, "pnmm", n=24 * 20, snr=20.0, seed=4)
+    cube = np.ascontiguousarray(Y.reshape(24, 20, -1).transpose(2, 0, 1))
+    cube[:, 8, 8] = np.nan  # a nodata pixel on a chunk corner
+    wl = np.arange(400.0, 2501.0, 50.0)
+    path = write_scene(tmp_path / "s.tif", cube, wl)
+    u = PpnmmUnmixer(NonlinearConfig(gate="always", spatial=3))
+    u.fit(Y, M)
+    maps = []
+    for chunk in (8, 64):
+        scene = open_scene(path, chunks=chunk)
+        smooth = neighbourhood_mean_cube(scene, 3).values
+        ds = apply_unmixer(scene, u, ["a", "b", "c"])
+        maps.append((smooth, ds["abundance"].values, ds["nonlinearity"].values))
+    (s8, a8, b8), (s1, a1, b1) = maps
+    np.testing.assert_allclose(s8, s1, atol=1e-6, equal_nan=True)
+    # an interior pixel: the plain 3 x 3 mean; the scene corner: its 4 in-scene pixels
+    np.testing.assert_allclose(s1[:, 4, 4], cube[:, 3:6, 3:6].mean(axis=(1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(s1[:, 0, 0], cube[:, :2, :2].mean(axis=(1, 2)), rtol=1e-5)
+    assert np.isnan(s1[:, 8, 8]).all() and np.isfinite(s1[:, 7, 7]).all()
+    np.testing.assert_allclose(a8, a1, atol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(b8, b1, atol=1e-4, equal_nan=True)
+    assert np.isnan(a1[:, 8, 8]).all()

@@ -52,8 +52,9 @@ class NonlinearConfig:
             extracted endmembers, 10/20/30 dB) within 5 % of FCLS; reported seeds 0-4 were not
             used (sensitivity table in benchmarks/nonlinear.py).
         spatial: odd window (pixels) of a neighbourhood mean of the data before the fit, a
-            spatial prior for low SNR; 0 or 1 = off (default). Applied within each processing
-            chunk (edges of the scene and of chunks use the nearest pixels: no halo).
+            spatial prior for low SNR; 0 or 1 = off (default). Computed with a halo of
+            ``spatial // 2`` pixels across chunk edges (the result does not depend on
+            ``--chunk-size``); at the scene edge the mean is over the neighbours inside it.
         max_iter: Gauss-Newton iterations per pixel before a pixel is flagged not converged.
         tol: convergence step (abundance units).
     """
