@@ -98,7 +98,8 @@ def child(size: int, bands: int, chunk: int, threads: int, source: str, sink: st
             "bands": bands, "chunk": chunk, "threads": threads,
             "seconds": round(seconds, 2), "px_per_s": round(size * size / seconds),
             "peak_rss_gib": round(peak, 3), "rss_before_gib": round(base, 3),
-            "formula_per_chunk_gib": round(chunk_memory_bytes(chunk, bands, model.halo, k)
+            "formula_per_chunk_gib": round(chunk_memory_bytes(
+                chunk, bands, model.halo, k, hidden=model.hidden_width(bands, k))
                                            / 2**30, 3)}
 
 

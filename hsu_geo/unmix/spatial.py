@@ -29,7 +29,8 @@ wide (:func:`spatial_chunks`; in practice only a short last row/column of chunks
 refused.
 
 Memory per chunk (float32, chunk ``c x c`` pixels, ``L`` bands, ``d`` halo, ``k`` endmembers,
-``F`` the widest hidden layer of the model — 48 for CNNAEU):
+``F`` the widest hidden layer of the model, ``model.hidden_width(L, k)`` — 48 for CNNAEU,
+max(128, 2L) for SSANU-Net, max(32k, 50 + 50k) for ACR-Net, max(128, L) for DFFN):
 ``4 * (2 L e^2 + (T + 2d) e (L + 2 (F + k)) + 3 L T c + (k + 1) c^2)`` bytes with
 ``e = c + 2d`` and ``T = min(c, TILE_PIXELS // e)`` rows per model call — the overlapped block
 and its filled copy; per row tile its scaled copy, hidden activations and abundances (each
@@ -165,10 +166,12 @@ def spatial_stacked(cube: xr.DataArray, unmixer: Unmixer, k: int) -> xr.DataArra
 
 def sample_patches(cube: xr.DataArray | da.Array | np.ndarray, patch: int, n: int, seed: int,
                    min_valid: float = 0.9, name: str = "the model") -> np.ndarray:
-    """``(m, L, p, p)`` float32 windows of ``cube (L, H, W)`` at seeded positions, ``m <= n``,
-    each with at least ``min_valid`` of its pixels finite in every band (NaN kept; the model
-    fills and masks them). ``p = min(patch, H, W)``: a scene smaller than the patch gives
-    scene-sized windows (the model refuses windows too small for its receptive field)."""
+    """``(m, L, py, px)`` float32 windows of ``cube (L, H, W)`` at seeded positions,
+    ``m <= n``, each with at least ``min_valid`` of its pixels finite in every band (NaN kept;
+    the model fills and masks them). ``py = min(patch, H)``, ``px = min(patch, W)``: a scene
+    smaller than the patch along an axis gives windows as long as the scene along it (the whole
+    scene when it is smaller along both; the model refuses windows too small for its
+    receptive field)."""
     data = cube.data if isinstance(cube, xr.DataArray) else cube
     arr = data if isinstance(data, da.Array) else da.from_array(np.asarray(data))
     L, H, W = (int(s) for s in arr.shape)
@@ -176,11 +179,11 @@ def sample_patches(cube: xr.DataArray | da.Array | np.ndarray, patch: int, n: in
         raise ConfigError(f"{name}: patch size and patch count must be >= 1 (got {patch}, {n})")
     if not 0.0 < min_valid <= 1.0:
         raise ConfigError(f"{name}: min_valid={min_valid} must be in (0, 1]")
-    p = min(patch, H, W)
-    need_bytes = n * L * p * p * 4
+    py, px = min(patch, H), min(patch, W)
+    need_bytes = n * L * py * px * 4
     if need_bytes > PATCH_BYTES_LIMIT:
         raise ConfigError(
-            f"{name}: {n} patches of {p} x {p} x {L} take {need_bytes / 2**30:.1f} GiB (limit "
+            f"{name}: {n} patches of {py} x {px} x {L} take {need_bytes / 2**30:.1f} GiB (limit "
             f"{PATCH_BYTES_LIMIT / 2**30:.0f} GiB); lower --set n_patches or patch_size")
     rng = np.random.default_rng([int(seed), 0x5A7C])
     kept: list[np.ndarray] = []
@@ -191,9 +194,9 @@ def sample_patches(cube: xr.DataArray | da.Array | np.ndarray, patch: int, n: in
             break
         rate = accepted / tried if tried else 1.0  # draw for the acceptance seen so far
         draw = min(n, int(np.ceil(want / max(rate, 1.0 / n))))
-        rows = rng.integers(0, H - p + 1, size=draw)
-        cols = rng.integers(0, W - p + 1, size=draw)
-        windows = np.stack(da.compute(*[arr[:, r:r + p, c:c + p]
+        rows = rng.integers(0, H - py + 1, size=draw)
+        cols = rng.integers(0, W - px + 1, size=draw)
+        windows = np.stack(da.compute(*[arr[:, r:r + py, c:c + px]
                                         for r, c in zip(rows, cols, strict=True)])
                            ).astype(np.float32, copy=False)
         tried += draw
@@ -202,10 +205,10 @@ def sample_patches(cube: xr.DataArray | da.Array | np.ndarray, patch: int, n: in
         accepted += good.shape[0]
         kept.append(good)
         del windows
-    patches = np.concatenate(kept) if kept else np.empty((0, L, p, p), np.float32)
+    patches = np.concatenate(kept) if kept else np.empty((0, L, py, px), np.float32)
     if patches.shape[0] == 0:
         raise InvalidSceneError(
-            f"{name}: none of {tried} {p} x {p} windows of the scene has {min_valid:.0%} valid "
+            f"{name}: none of {tried} {py} x {px} windows of the scene has {min_valid:.0%} valid "
             "pixels (nodata everywhere?); check the nodata value, unmix a --window with data, "
             "or lower --set min_valid")
     return patches[:n]

@@ -181,6 +181,17 @@ def test_memory_formula():
     assert 0.6 * 2**30 < big < 0.8 * 2**30 < 0.55 * untiled
 
 
+def test_memory_formula_uses_each_models_widest_layer():
+    from hsu_geo.unmix import MODELS
+
+    widths = {name: MODELS.get(name)().hidden_width(300, 3)
+              for name in ("cnnaeu", "ssanu_net", "acr_net", "dffn")}
+    # CNNAEU's encoder, SSANU-Net's two B-channel decoder maps, ACR-Net's decoder window
+    # (2·25 + 2·25·3), DFFN's restore convolution (B)
+    assert widths == {"cnnaeu": 48, "ssanu_net": 600, "acr_net": 200, "dffn": 300}
+    assert chunk_memory_bytes(256, 300, 9, 3, hidden=200) > chunk_memory_bytes(256, 300, 9, 3)
+
+
 # --- patch sampling ---------------------------------------------------------------------
 
 def test_patches_are_seeded_and_independent_of_chunking(scene):
@@ -221,5 +232,8 @@ def test_nan_only_scene_and_oversized_requests_are_refused(scene):
 
 def test_scene_smaller_than_the_patch_gives_scene_sized_windows(scene):
     cube, _ = scene
-    P = sample_patches(cube[:, :15, :30], 40, 4, seed=0)
-    assert P.shape == (4, len(WL), 15, 15)
+    P = sample_patches(cube[:, :15, :30], 40, 4, seed=0)  # the whole non-square scene
+    assert P.shape == (4, len(WL), 15, 30)
+    np.testing.assert_array_equal(P[0], np.asarray(cube[:, :15, :30], dtype=np.float32))
+    P = sample_patches(cube[:, :15, :30], 20, 4, seed=0)  # shorter than the patch in y only
+    assert P.shape == (4, len(WL), 15, 20)

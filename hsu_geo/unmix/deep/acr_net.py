@@ -317,6 +317,13 @@ class ACRNetUnmixer(PatchDeepUnmixer):
     def build_network(self, n_bands: int, k: int) -> nn.Module:
         return ACRNet(n_bands, k, self.config)
 
+    def hidden_width(self, n_bands: int, k: int) -> int:
+        """The concatenated first units (2 · C1 = 32 R) or the decoder's per-pixel attention
+        and gathered abundances (2K + 2K·R, K = decoder window²)."""
+        cfg = self.config
+        window = cfg.decoder_kernel ** 2
+        return max(2 * cfg.c1_per_endmember * k, 2 * window + 2 * window * k)
+
     # ---- fitting ---------------------------------------------------------------------------
     def fit(self, Y: np.ndarray, M0: np.ndarray) -> None:
         """Fit on patches ``Y (n, L, p, p)`` (NaN = nodata) from endmembers ``M0 (k, L)``.

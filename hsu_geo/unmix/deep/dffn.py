@@ -229,6 +229,10 @@ class DFFNUnmixer(PatchDeepUnmixer):
     def radii(self) -> tuple[int, int]:
         return 3 * (self.config.kernel // 2), 0
 
+    def hidden_width(self, n_bands: int, k: int) -> int:
+        """The widest abundance-module convolution or the restore convolution (``B``)."""
+        return max(*self.config.features, n_bands)
+
     # ---- which form ------------------------------------------------------------------------
     def resolve_form(self, n_pixels: int) -> str:
         """``exact`` or ``sampled`` for a scene of ``n_pixels``; ConfigError when ``exact`` is
@@ -322,9 +326,16 @@ class DFFNUnmixer(PatchDeepUnmixer):
             if m < cfg.ref_pixels:  # tiny samples: repeat the reference pixels (same sum)
                 R = R[:, torch.arange(cfg.ref_pixels, device=R.device) % m]
             factor = cfg.band_pixels / Yv.shape[1]
-        fusion, _ = Fusion.calibrate(Yv, R, cfg.w, factor)
+        fusion, Zv = Fusion.calibrate(Yv, R, cfg.w, factor)
         net.set_fusion(fusion)
-        Yt = torch.cat([net.fuse(X[i:i + 1, :L]) for i in range(X.shape[0])])
+        if self.form == "exact":  # one image: calibrate already fused its valid pixels
+            Yt = torch.empty_like(X[:, :L])
+            Yt[0][:, valid[0]] = Zv.to(Yt.dtype)
+            if not bool(valid.all()):  # filled nodata pixels, fused like any pixel
+                Yt[0][:, ~valid[0]] = net.fusion.apply(X[0, :L][:, ~valid[0]])
+        else:
+            Yt = torch.cat([net.fuse(X[i:i + 1, :L]) for i in range(X.shape[0])])
+        del Zv
         T = torch.cat([Yt, X], dim=1)
         return mirror(T, 4 * (cfg.kernel // 2)) if self.form == "exact" else T
 

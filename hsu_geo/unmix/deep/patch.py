@@ -50,6 +50,12 @@ class PatchDeepUnmixer(DeepUnmixer):
     def radii(self) -> tuple[int, int]:
         """Receptive-field radii (pixels) of the encoder and of the decoder."""
 
+    def hidden_width(self, n_bands: int, k: int) -> int:
+        """Widest per-pixel activation of the network (float32 values held per pixel besides
+        the input), the ``F`` of the memory formula of :mod:`hsu_geo.unmix.spatial`. Default:
+        the ``features`` setting (CNNAEU's encoder width, 48)."""
+        return int(getattr(self.config, "features", 48))
+
     # ---- fitting -----------------------------------------------------------------------
     def fit(self, Y: np.ndarray, M0: np.ndarray) -> None:
         """Fit on patches ``Y (n, L, p, p)`` (NaN = nodata) from endmembers ``M0 (k, L)``."""

@@ -28,8 +28,8 @@ Project choices [I]:
   scene-sized window on every draw; identical crops are trained once, so such a scene trains
   on the whole image, one step per epoch, as in the paper. A large scene trains on 4 seeded
   128² crops (65 536 pixels per step, about the paper's Urban image). The engine's windows
-  are square (``min(patch_size, H, W)``), so a non-square scene smaller than the crop
-  trains on up to 4 distinct ``min(H, W)``² windows, not exactly the whole image. The
+  are ``min(patch_size, H) x min(patch_size, W)``, so a non-square scene smaller than the
+  crop also trains on the whole image. The
   ``fill_spectrum`` for nodata is the mean of the valid pixels of the padded crops.
 - Inference (:meth:`SSANUNetUnmixer.abundances_image`): eval mode with every BatchNorm folded
   into its convolution and the 1×1 convolutions as matrix products on ``(channels, pixels)``;
@@ -346,6 +346,10 @@ class SSANUNetUnmixer(PatchDeepUnmixer):
 
     def build_network(self, n_bands: int, k: int) -> nn.Module:
         return SSANUNet(n_bands, k, self.config)
+
+    def hidden_width(self, n_bands: int, k: int) -> int:
+        """The first encoder block (128) or the nonlinear decoder (two ``B``-channel maps)."""
+        return max(self.config.features[0], 2 * n_bands)
 
     # ---- fitting -----------------------------------------------------------------------
     def fit(self, Y: np.ndarray, M0: np.ndarray) -> None:

@@ -345,7 +345,7 @@ def test_cli_scene_smaller_than_the_receptive_field_is_one_line(tmp_path):
                                    str(tmp_path / "o"), "-q"], catch_exceptions=False)
     assert res.exit_code == 1
     lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
-    assert lines[-1].startswith("Error:") and "10 x 10" in lines[-1] and "got patches of 9 x 9" \
+    assert lines[-1].startswith("Error:") and "10 x 10" in lines[-1] and "got patches of 9 x 13" \
         in lines[-1] and "Traceback" not in res.stderr
 
 

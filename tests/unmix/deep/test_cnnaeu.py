@@ -191,7 +191,7 @@ def test_cli_unmix_writes_the_usual_outputs(cli_run):
     np.testing.assert_allclose(A[:, ok].sum(axis=0), 1.0, atol=1e-5)
     record = json.loads((out / "scene_cnnaeu_run.json").read_text())
     text = json.dumps(record)
-    assert '"patch_size": [22, 22]' in text and '"halo": 7' in text  # scene < 40: scene-sized
+    assert '"patch_size": [26, 22]' in text and '"halo": 7' in text  # scene < 40: scene-sized
     assert record["config"]["model_config"]["seed"] == 3
 
 
@@ -213,7 +213,7 @@ def test_cli_scene_smaller_than_the_receptive_field_is_one_line(tmp_path):
                                    str(tmp_path / "o"), "-q"], catch_exceptions=False)
     assert res.exit_code == 1
     lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
-    assert lines[-1].startswith("Error:") and "15 x 15" in lines[-1] and "got 12 x 12" in \
+    assert lines[-1].startswith("Error:") and "15 x 15" in lines[-1] and "got 12 x 20" in \
         lines[-1] and "Traceback" not in res.stderr
 
 

@@ -204,6 +204,36 @@ def test_nodata_is_filled_and_left_out(data):
     assert np.isnan(out[:, 9, 9]).all() and np.isfinite(out[:, 0, 0]).all()
 
 
+def test_exact_form_fuses_the_image_once_and_as_apply_would(data):
+    """The exact form reuses calibrate's Ỹ of the valid pixels (one N x N product, not two);
+    it equals the per-pixel apply of the calibrated fusion, filled nodata pixels included."""
+    cube, _, _, _ = data
+    m = DFFNUnmixer(tiny())
+    m.form = "exact"
+    L = cube.shape[0]
+    X = torch.from_numpy(np.concatenate([cube, np.ones((1, *cube.shape[1:]))])[None]
+                         ).float()
+    X[0, L, 3, 4] = 0.0  # a nodata pixel (filled spectrum, mask 0)
+    net = DFFNNet(L, 3, m.config, "matrix", 0, 30 * 28 - 1)
+    calls = []
+    orig = pixel_similarity_product
+
+    def counting(Q, R, *a, **kw):
+        calls.append(Q.shape[1])
+        return orig(Q, R, *a, **kw)
+
+    import hsu_geo.unmix.deep.dffn_fusion as fusion_module
+    fusion_module.pixel_similarity_product = counting
+    try:
+        T = m._fusion_inputs(net, X)
+    finally:
+        fusion_module.pixel_similarity_product = orig
+    assert calls == [30 * 28 - 1, 1]  # calibration on the valid pixels, then the one filled
+    pad = 4 * (m.config.kernel // 2)
+    fused = T[0, :L, pad:-pad, pad:-pad]
+    np.testing.assert_allclose(fused.numpy(), net.fuse(X[:, :L])[0].numpy(), atol=1e-5)
+
+
 def test_same_seed_same_model_other_seed_differs(data):
     _, E, _, P = data
     a, b, c = (DFFNUnmixer(tiny(seed=s, fusion="sampled")) for s in (4, 4, 5))
