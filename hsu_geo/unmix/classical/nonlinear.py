@@ -528,6 +528,27 @@ def _gauss_newton(prob: Any, x: NDArray[np.float64], lo: NDArray[np.float64],
 # --------------------------------------------------------------------------------------------
 
 
+def _reduce(Yb: NDArray[np.floating], sub: _Subspace, A0b: ArrayLike | None
+            ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Pixels ``Yb (n, L)`` in the reduced space: ``z (n, r)`` (float64, so that
+    ``||y||² - ||z||²`` does not cancel), the part of ``||y||²`` outside it ``(n,)`` and the
+    FCLS start ``(n, k)`` (``A0b`` when the caller has it)."""
+    z = Yb.astype(np.float64) @ sub.Q.T
+    if not np.isfinite(z).all():
+        raise InvalidSceneError("pixel matrix Y contains NaN or infinite values; remove "
+                                "nodata pixels before unmixing")
+    perp = np.maximum(np.einsum("nl,nl->n", Yb, Yb, dtype=np.float64)
+                      - np.einsum("nr,nr->n", z, z), 0.0)
+    a0 = np.asarray(A0b, dtype=np.float64) if A0b is not None else fcls(z, sub.E)
+    return z, perp, a0
+
+
+def _allocate(N: int, k: int, m: int) -> NonlinearFit:
+    """An empty :class:`NonlinearFit` for ``N`` pixels, ``k`` endmembers, ``m`` parameters."""
+    return NonlinearFit(np.empty((N, k)), np.empty((N, m - k)), np.empty(N, dtype=bool),
+                        np.empty(N, dtype=np.int16), np.empty(N), np.empty(N))
+
+
 def check_problem(Y: ArrayLike, M: ArrayLike, kind: str) -> tuple[NDArray[np.floating],
                                                             NDArray[np.float64]]:
     if kind not in KINDS:
@@ -594,12 +615,9 @@ def fit_nonlinear(Y: ArrayLike, M: ArrayLike, kind: str = "ppnmm", *, max_iter: 
     sub = (_PpnmmMoments(M) if kind == "ppnmm" else _GbmMoments(M)) if moments \
         else _Subspace(M, kind)
     lo, hi = _bounds(kind, sub.m, k, b_max)
-    A = np.empty((N, k))
-    theta = np.empty((N, sub.m - k))
-    conv = np.empty(N, dtype=bool)
-    iters = np.empty(N, dtype=np.int16)
-    rss = np.empty(N)
-    rss_lin = np.empty(N)
+    out = _allocate(N, k, sub.m)
+    A, theta, conv, iters, rss, rss_lin = (out.A, out.theta, out.converged, out.iterations,
+                                           out.rss, out.rss_linear)
     for s in range(0, N, BATCH):
         e = min(s + BATCH, N)
         Yb = Y[s:e]
@@ -609,14 +627,8 @@ def fit_nonlinear(Y: ArrayLike, M: ArrayLike, kind: str = "ppnmm", *, max_iter: 
             perp = np.zeros(e - s)
             a0 = np.asarray(A0[s:e] if A0 is not None else fcls(Yb, M), dtype=np.float64)
         else:
-            z = Yb.astype(np.float64) @ sub.Q.T
-            if not np.isfinite(z).all():
-                raise InvalidSceneError("pixel matrix Y contains NaN or infinite values; "
-                                        "remove nodata pixels before unmixing")
+            z, perp, a0 = _reduce(Yb, sub, None if A0 is None else A0[s:e])
             prob = sub.bind(z)
-            perp = np.maximum(np.einsum("nl,nl->n", Yb, Yb, dtype=np.float64)
-                              - np.einsum("nr,nr->n", z, z), 0.0)
-            a0 = np.asarray(A0[s:e], dtype=np.float64) if A0 is not None else fcls(z, sub.E)
         x0 = np.zeros((e - s, sub.m))
         x0[:, :k] = a0
         with threadpool_limits(limits=1, user_api="blas"):  # small products: threads only
@@ -640,7 +652,7 @@ def fit_nonlinear(Y: ArrayLike, M: ArrayLike, kind: str = "ppnmm", *, max_iter: 
             rss_b[worse] = rss_lin[s:e][worse]
         rss[s:e] = np.maximum(rss_b, 0.0)
         A[s:e], theta[s:e], conv[s:e], iters[s:e] = x[:, :k], x[:, k:], c, it
-    return NonlinearFit(A, theta, conv, iters, rss, rss_lin)
+    return out
 
 
 def _default_threads(threads: int | None) -> int:
@@ -665,31 +677,19 @@ def _fit_compiled(Y: NDArray[np.floating], M: NDArray[np.float64], kind: str, *,
     lo, hi = _bounds(kind, sub.m, k, b_max)
     n_threads = _default_threads(threads)
     size = BLOCK  # fixed: the result does not depend on the thread count
-    A = np.empty((N, k))
-    theta = np.empty((N, sub.m - k))
-    conv = np.empty(N, dtype=bool)
-    iters = np.empty(N, dtype=np.int16)
-    rss = np.empty(N)
-    rss_lin = np.empty(N)
-    Q = sub.Q
+    out = _allocate(N, k, sub.m)
 
     def block(s: int) -> None:
         e = min(s + size, N)
-        Yb = Y[s:e]
-        z = Yb.astype(np.float64) @ Q.T  # float64: ||y||² - ||z||² cancels
-        if not np.isfinite(z).all():
-            raise InvalidSceneError("pixel matrix Y contains NaN or infinite values; remove "
-                                    "nodata pixels before unmixing")
-        perp = np.maximum(np.einsum("nl,nl->n", Yb, Yb, dtype=np.float64)
-                          - np.einsum("nr,nr->n", z, z), 0.0)
-        a0 = np.asarray(A0[s:e], dtype=np.float64) if A0 is not None else fcls(z, sub.E)
+        z, perp, a0 = _reduce(Y[s:e], sub, None if A0 is None else A0[s:e])
         x, c, it, r_b, r_l = fit_block(
             kind == "gbm", z, a0, sub.E, sub.T, sub.W, sub.pi, sub.pj, lo, hi,
             max_iter=max_iter, tol=tol, b_max=b_max, ridge=_RIDGE, backtrack=_BACKTRACK,
             mu=(_MU0, _MU_MIN, _MU_MAX))
-        A[s:e], theta[s:e], conv[s:e], iters[s:e] = x[:, :k], x[:, k:], c, it
-        rss[s:e] = np.maximum(r_b + perp, 0.0)
-        rss_lin[s:e] = r_l + perp
+        out.A[s:e], out.theta[s:e] = x[:, :k], x[:, k:]
+        out.converged[s:e], out.iterations[s:e] = c, it
+        out.rss[s:e] = np.maximum(r_b + perp, 0.0)
+        out.rss_linear[s:e] = r_l + perp
 
     starts = range(0, N, size)
     with threadpool_limits(limits=1, user_api="blas"):
@@ -700,7 +700,7 @@ def _fit_compiled(Y: NDArray[np.floating], M: NDArray[np.float64], kind: str, *,
             with ThreadPoolExecutor(max_workers=n_threads) as pool:
                 for fut in [pool.submit(block, s) for s in starts]:
                     fut.result()
-    return NonlinearFit(A, theta, conv, iters, rss, rss_lin)
+    return out
 
 
 # --------------------------------------------------------------------------------------------

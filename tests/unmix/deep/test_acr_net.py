@@ -11,19 +11,22 @@ import pickle
 import dask.array as da
 import numpy as np
 import pytest
-import rasterio
 import torch
 import xarray as xr
-from click.testing import CliRunner
 from torch.nn import functional
 
-from hsu_geo.cli.main import cli
 from hsu_geo.errors import ConfigError, EndmemberError, InvalidSceneError
 from hsu_geo.unmix import MODELS
 from hsu_geo.unmix.deep.acr_net import ACRNet, ACRNetConfig, ACRNetUnmixer
 from hsu_geo.unmix.deep.checkpoint import read_checkpoint, save_checkpoint
 from hsu_geo.unmix.metrics import match_endmembers, sad
 from hsu_geo.unmix.spatial import sample_patches, spatial_stacked
+from tests.unmix.deep.cli_checks import (
+    check_reload_gives_the_same_maps,
+    check_usual_outputs,
+    one_line_error,
+    unmix_and_save,
+)
 from tests.unmix.scenes import linear_scene, write_scene
 
 WL = np.arange(400.0, 2401.0, 50.0)  # 41 bands
@@ -284,69 +287,36 @@ def cli_run(tmp_path_factory):
     """``hsu-geo unmix scene.tif -m acr_net -k 3 --save-model m.pt`` on a 26 x 22 scene with
     one nodata pixel."""
     tmp = tmp_path_factory.mktemp("acr_cli")
-    cube, _, _, wl = linear_scene(rows=26, cols=22, k=3, seed=2, wl=WL)
-    cube[:, 5, 7] = np.nan
-    scene = write_scene(tmp / "scene.tif", cube, wl)
-    res = CliRunner().invoke(cli, [
-        "unmix", str(scene), "-m", "acr_net", "-k", "3", "-o", str(tmp / "out"), "-q",
-        "--chunk-size", "16", "--set", "epochs=2", "--set", "n_patches=12", "--seed", "3",
-        "--save-model", str(tmp / "m.pt")], catch_exceptions=False)
-    assert res.exit_code == 0, res.output
-    return tmp, scene
+    return tmp, unmix_and_save(tmp, "acr_net", ["epochs=2", "n_patches=12"], WL)
 
 
 def test_cli_unmix_writes_the_usual_outputs(cli_run):
     tmp, scene = cli_run
-    out = tmp / "out"
-    names = {p.name for p in out.iterdir()}
-    for suffix in ("abundance.tif", "rmse.tif", "endmembers.csv", "run.json", "dominant.tif"):
-        assert f"scene_acr_net_{suffix}" in names
-    with rasterio.open(out / "scene_acr_net_abundance.tif") as ds, rasterio.open(scene) as src:
-        assert (ds.count, ds.height, ds.width) == (3, 26, 22)
-        assert ds.crs == src.crs and ds.transform == src.transform
-        A = ds.read()
-    assert np.isnan(A[:, 5, 7]).all()
-    ok = np.isfinite(A).all(axis=0)
-    assert ok.sum() == 26 * 22 - 1
-    np.testing.assert_allclose(A[:, ok].sum(axis=0), 1.0, atol=1e-5)
-    record = json.loads((out / "scene_acr_net_run.json").read_text())
+    record = check_usual_outputs(tmp, scene, "acr_net", shape=(26, 22))
     text = json.dumps(record)
     assert '"patch_size": [13, 13]' in text and '"halo": 9' in text
     assert record["config"]["model_config"]["seed"] == 3
 
 
 def test_cli_load_model_at_another_chunk_size_gives_the_same_maps(cli_run):
-    tmp, scene = cli_run
-    res = CliRunner().invoke(cli, [
-        "unmix", str(scene), "--load-model", str(tmp / "m.pt"), "-o", str(tmp / "b"),
-        "-q", "--chunk-size", "32"], catch_exceptions=False)
-    assert res.exit_code == 0, res.output
-    with rasterio.open(tmp / "b" / "scene_acr_net_abundance.tif") as b, \
-            rasterio.open(tmp / "out" / "scene_acr_net_abundance.tif") as a:
-        np.testing.assert_allclose(b.read(), a.read(), atol=1e-5)
+    check_reload_gives_the_same_maps(*cli_run, "acr_net")
 
 
 def test_cli_checkpoint_on_a_scene_with_other_bands_is_one_line(cli_run):
     tmp, _ = cli_run
     cube, _, _, wl = linear_scene(rows=26, cols=22, k=3, seed=2, wl=WL[:30])
     other = write_scene(tmp / "other.tif", cube, wl)
-    res = CliRunner().invoke(cli, ["unmix", str(other), "--load-model", str(tmp / "m.pt"),
-                                   "-o", str(tmp / "c"), "-q"], catch_exceptions=False)
-    assert res.exit_code == 1
-    lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
-    assert lines[-1].startswith("Error:") and "checkpoint m.pt needs a band" in lines[-1]
-    assert "Traceback" not in res.stderr
+    line = one_line_error(["unmix", str(other), "--load-model", str(tmp / "m.pt"),
+                           "-o", str(tmp / "c"), "-q"])
+    assert "checkpoint m.pt needs a band" in line
 
 
 def test_cli_scene_smaller_than_the_receptive_field_is_one_line(tmp_path):
     cube, _, _, wl = linear_scene(rows=9, cols=20, k=3, seed=2, wl=WL)
     scene = write_scene(tmp_path / "small.tif", cube, wl)
-    res = CliRunner().invoke(cli, ["unmix", str(scene), "-m", "acr_net", "-k", "3", "-o",
-                                   str(tmp_path / "o"), "-q"], catch_exceptions=False)
-    assert res.exit_code == 1
-    lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
-    assert lines[-1].startswith("Error:") and "10 x 10" in lines[-1] and "got patches of 9 x 13" \
-        in lines[-1] and "Traceback" not in res.stderr
+    line = one_line_error(["unmix", str(scene), "-m", "acr_net", "-k", "3", "-o",
+                           str(tmp_path / "o"), "-q"])
+    assert "10 x 10" in line and "got patches of 9 x 13" in line
 
 
 @pytest.mark.slow

@@ -12,7 +12,6 @@ from dataclasses import fields
 
 import numpy as np
 import pytest
-import rasterio
 import torch
 from click.testing import CliRunner
 
@@ -30,6 +29,11 @@ from hsu_geo.unmix.deep.auvae_net import (
 )
 from hsu_geo.unmix.deep.checkpoint import read_checkpoint, save_checkpoint
 from tests.unmix.deep import mixtures
+from tests.unmix.deep.cli_checks import (
+    check_reload_gives_the_same_maps,
+    check_usual_outputs,
+    unmix_and_save,
+)
 from tests.unmix.scenes import linear_scene, write_scene
 
 WL = np.arange(400.0, 2401.0, 50.0)  # 41 bands
@@ -257,45 +261,21 @@ def cli_run(tmp_path_factory):
     """``hsu-geo unmix scene.tif -m auvae_net -k 3`` (short schedule) on a 20 x 16 scene with
     one nodata pixel, saving the model."""
     tmp = tmp_path_factory.mktemp("auvae_cli")
-    cube, _, _, wl = linear_scene(rows=20, cols=16, k=3, seed=2, wl=WL)
-    cube[:, 3, 5] = np.nan
-    scene = write_scene(tmp / "scene.tif", cube, wl)
-    res = CliRunner().invoke(cli, [
-        "unmix", str(scene), "-m", "auvae_net", "-k", "3", "-o", str(tmp / "out"), "-q",
-        "--set", "epochs=1", "--set", "min_steps=0", "--set", "ae_steps=3",
-        "--set", "disc_epochs=1", "--set", "gen_steps=1", "--seed", "4",
-        "--save-model", str(tmp / "m.pt")], catch_exceptions=False)
-    assert res.exit_code == 0, res.output
-    return tmp, scene
+    return tmp, unmix_and_save(
+        tmp, "auvae_net", ["epochs=1", "min_steps=0", "ae_steps=3", "disc_epochs=1",
+                           "gen_steps=1"], WL, rows=20, cols=16, nodata=(3, 5), seed=4,
+        chunk=None)
 
 
 def test_cli_unmix_end_to_end(cli_run):
     tmp, scene = cli_run
-    out = tmp / "out"
-    names = {p.name for p in out.iterdir()}
-    for suffix in ("abundance.tif", "rmse.tif", "endmembers.csv", "run.json"):
-        assert f"scene_auvae_net_{suffix}" in names
-    with rasterio.open(out / "scene_auvae_net_abundance.tif") as ds, rasterio.open(scene) as src:
-        assert (ds.count, ds.height, ds.width) == (3, 20, 16)
-        assert ds.crs == src.crs and ds.transform == src.transform
-        A = ds.read()
-    assert np.isnan(A[:, 3, 5]).all()
-    ok = np.isfinite(A).all(axis=0)
-    assert ok.sum() == 20 * 16 - 1
-    np.testing.assert_allclose(A[:, ok].sum(axis=0), 1.0, atol=1e-5)
-    record = json.loads((out / "scene_auvae_net_run.json").read_text())
+    record = check_usual_outputs(tmp, scene, "auvae_net", shape=(20, 16), nodata=(3, 5))
     assert record["config"]["model_config"]["seed"] == 4
     assert "endmember_reference" in json.dumps(record)
 
 
 def test_cli_load_model_gives_the_same_maps(cli_run):
-    tmp, scene = cli_run
-    res = CliRunner().invoke(cli, ["unmix", str(scene), "--load-model", str(tmp / "m.pt"),
-                                   "-o", str(tmp / "b"), "-q"], catch_exceptions=False)
-    assert res.exit_code == 0, res.output
-    with rasterio.open(tmp / "b" / "scene_auvae_net_abundance.tif") as b, \
-            rasterio.open(tmp / "out" / "scene_auvae_net_abundance.tif") as a:
-        np.testing.assert_allclose(b.read(), a.read(), atol=1e-6)
+    check_reload_gives_the_same_maps(*cli_run, "auvae_net", chunk=None, atol=1e-6)
 
 
 def test_cli_bad_setting_is_one_line(tmp_path):

@@ -9,17 +9,20 @@ import pickle
 
 import numpy as np
 import pytest
-import rasterio
 import torch
-from click.testing import CliRunner
 
-from hsu_geo.cli.main import cli
 from hsu_geo.errors import ConfigError, EndmemberError, InvalidSceneError
 from hsu_geo.unmix import MODELS
 from hsu_geo.unmix.deep.checkpoint import read_checkpoint, save_checkpoint
 from hsu_geo.unmix.deep.cnnaeu import CNNAEUConfig, CNNAEUNet, CNNAEUUnmixer
 from hsu_geo.unmix.metrics import match_endmembers, sad
 from hsu_geo.unmix.spatial import sample_patches
+from tests.unmix.deep.cli_checks import (
+    check_reload_gives_the_same_maps,
+    check_usual_outputs,
+    one_line_error,
+    unmix_and_save,
+)
 from tests.unmix.scenes import linear_scene, write_scene
 
 WL = np.arange(400.0, 2401.0, 50.0)  # 41 bands
@@ -162,59 +165,27 @@ def cli_run(tmp_path_factory):
     """``hsu-geo unmix scene.tif -m cnnaeu -k 3 -o out --save-model m.pt`` on a 26 x 22
     scene with one nodata pixel."""
     tmp = tmp_path_factory.mktemp("cnnaeu_cli")
-    cube, _, _, wl = linear_scene(rows=26, cols=22, k=3, seed=2, wl=WL)
-    cube[:, 5, 7] = np.nan
-    scene = write_scene(tmp / "scene.tif", cube, wl)
-    res = CliRunner().invoke(cli, [
-        "unmix", str(scene), "-m", "cnnaeu", "-k", "3", "-o", str(tmp / "out"), "-q",
-        "--chunk-size", "16", "--set", "epochs=2", "--set", "n_patches=8", "--seed", "3",
-        "--save-model", str(tmp / "m.pt")], catch_exceptions=False)
-    assert res.exit_code == 0, res.output
-    return tmp, scene
+    return tmp, unmix_and_save(tmp, "cnnaeu", ["epochs=2", "n_patches=8"], WL)
 
 
 def test_cli_unmix_writes_the_usual_outputs(cli_run):
     tmp, scene = cli_run
-    out = tmp / "out"
-    names = {p.name for p in out.iterdir()}
-    for suffix in ("abundance.tif", "rmse.tif", "endmembers.csv", "run.json", "dominant.tif"):
-        assert f"scene_cnnaeu_{suffix}" in names
-    with rasterio.open(out / "scene_cnnaeu_abundance.tif") as ds, rasterio.open(scene) as src:
-        assert (ds.count, ds.height, ds.width) == (3, 26, 22)
-        assert ds.crs == src.crs and ds.transform == src.transform
-        A = ds.read()
-    with rasterio.open(out / "scene_cnnaeu_rmse.tif") as ds:
-        rmse = ds.read(1)
-    assert np.isnan(A[:, 5, 7]).all() and np.isnan(rmse[5, 7])
-    ok = np.isfinite(A).all(axis=0)
-    assert ok.sum() == 26 * 22 - 1 and np.isfinite(rmse[ok]).all()
-    np.testing.assert_allclose(A[:, ok].sum(axis=0), 1.0, atol=1e-5)
-    record = json.loads((out / "scene_cnnaeu_run.json").read_text())
+    record = check_usual_outputs(tmp, scene, "cnnaeu", shape=(26, 22))
     text = json.dumps(record)
     assert '"patch_size": [26, 22]' in text and '"halo": 7' in text  # scene < 40: scene-sized
     assert record["config"]["model_config"]["seed"] == 3
 
 
 def test_cli_load_model_at_another_chunk_size_gives_the_same_maps(cli_run):
-    tmp, scene = cli_run
-    res = CliRunner().invoke(cli, [
-        "unmix", str(scene), "--load-model", str(tmp / "m.pt"), "-o", str(tmp / "b"),
-        "-q", "--chunk-size", "32"], catch_exceptions=False)
-    assert res.exit_code == 0, res.output
-    with rasterio.open(tmp / "b" / "scene_cnnaeu_abundance.tif") as b, \
-            rasterio.open(tmp / "out" / "scene_cnnaeu_abundance.tif") as a:
-        np.testing.assert_allclose(b.read(), a.read(), atol=1e-5)
+    check_reload_gives_the_same_maps(*cli_run, "cnnaeu")
 
 
 def test_cli_scene_smaller_than_the_receptive_field_is_one_line(tmp_path):
     cube, _, _, wl = linear_scene(rows=12, cols=20, k=3, seed=2, wl=WL)
     scene = write_scene(tmp_path / "small.tif", cube, wl)
-    res = CliRunner().invoke(cli, ["unmix", str(scene), "-m", "cnnaeu", "-k", "3", "-o",
-                                   str(tmp_path / "o"), "-q"], catch_exceptions=False)
-    assert res.exit_code == 1
-    lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
-    assert lines[-1].startswith("Error:") and "15 x 15" in lines[-1] and "got 12 x 20" in \
-        lines[-1] and "Traceback" not in res.stderr
+    line = one_line_error(["unmix", str(scene), "-m", "cnnaeu", "-k", "3", "-o",
+                           str(tmp_path / "o"), "-q"])
+    assert "15 x 15" in line and "got 12 x 20" in line
 
 
 @pytest.mark.slow

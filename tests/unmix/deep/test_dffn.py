@@ -9,12 +9,9 @@ import pickle
 
 import numpy as np
 import pytest
-import rasterio
 import torch
 import xarray as xr
-from click.testing import CliRunner
 
-from hsu_geo.cli.main import cli
 from hsu_geo.errors import ConfigError, InvalidSceneError
 from hsu_geo.unmix import MODELS
 from hsu_geo.unmix.deep.checkpoint import read_checkpoint, save_checkpoint
@@ -22,6 +19,12 @@ from hsu_geo.unmix.deep.dffn import DFFNConfig, DFFNNet, DFFNUnmixer, mirror
 from hsu_geo.unmix.deep.dffn_fusion import Fusion, band_distance, pixel_similarity_product
 from hsu_geo.unmix.metrics import match_endmembers, sad
 from hsu_geo.unmix.spatial import sample_patches, spatial_stacked
+from tests.unmix.deep.cli_checks import (
+    check_reload_gives_the_same_maps,
+    check_usual_outputs,
+    one_line_error,
+    unmix_and_save,
+)
 from tests.unmix.scenes import linear_scene, write_scene
 
 WL = np.arange(400.0, 2401.0, 50.0)  # 41 bands
@@ -281,47 +284,24 @@ def test_pickle_and_checkpoint_round_trip(exact, sampled, data, tmp_path):
 def cli_run(tmp_path_factory):
     """``hsu-geo unmix scene.tif -m dffn -k 3`` on a 26 x 22 scene with one nodata pixel."""
     tmp = tmp_path_factory.mktemp("dffn_cli")
-    cube, _, _, wl = linear_scene(rows=26, cols=22, k=3, seed=2, wl=WL)
-    cube[:, 5, 7] = np.nan
-    scene = write_scene(tmp / "scene.tif", cube, wl)
-    res = CliRunner().invoke(cli, [
-        "unmix", str(scene), "-m", "dffn", "-k", "3", "-o", str(tmp / "out"), "-q",
-        "--chunk-size", "16", "--set", "epochs=3", "--set", "features=12,8", "--seed", "3",
-        "--save-model", str(tmp / "m.pt")], catch_exceptions=False)
-    assert res.exit_code == 0, res.output
-    return tmp, scene
+    return tmp, unmix_and_save(tmp, "dffn", ["epochs=3", "features=12,8"], WL)
 
 
 def test_cli_unmix_writes_the_usual_outputs(cli_run):
     tmp, scene = cli_run
-    out = tmp / "out"
-    with rasterio.open(out / "scene_dffn_abundance.tif") as ds:
-        assert (ds.count, ds.height, ds.width) == (3, 26, 22)
-        A = ds.read()
-    assert np.isnan(A[:, 5, 7]).all()
-    ok = np.isfinite(A).all(axis=0)
-    assert ok.sum() == 26 * 22 - 1
-    record = json.loads((out / "scene_dffn_run.json").read_text())
+    record = check_usual_outputs(tmp, scene, "dffn", shape=(26, 22))
     text = json.dumps(record)
     assert '"form": "exact"' in text and '"patch_size": [26, 22]' in text  # the whole scene
-    res = CliRunner().invoke(cli, [
-        "unmix", str(scene), "--load-model", str(tmp / "m.pt"), "-o", str(tmp / "b"),
-        "-q", "--chunk-size", "32"], catch_exceptions=False)
-    assert res.exit_code == 0, res.output
-    with rasterio.open(tmp / "b" / "scene_dffn_abundance.tif") as b:
-        np.testing.assert_allclose(b.read(), A, atol=1e-5)
+    check_reload_gives_the_same_maps(tmp, scene, "dffn")
 
 
 def test_cli_exact_form_over_its_limit_is_one_line(tmp_path):
     cube, _, _, wl = linear_scene(rows=26, cols=22, k=3, seed=2, wl=WL)
     scene = write_scene(tmp_path / "s.tif", cube, wl)
-    res = CliRunner().invoke(cli, ["unmix", str(scene), "-m", "dffn", "-k", "3", "-o",
-                                   str(tmp_path / "o"), "-q", "--set", "fusion=exact",
-                                   "--set", "exact_max_pixels=100"], catch_exceptions=False)
-    assert res.exit_code != 0
-    lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
-    assert lines[-1].startswith("Error:") and "limited to 100 pixels" in lines[-1]
-    assert "fusion=sampled" in lines[-1] and "Traceback" not in res.stderr
+    line = one_line_error(["unmix", str(scene), "-m", "dffn", "-k", "3", "-o",
+                           str(tmp_path / "o"), "-q", "--set", "fusion=exact",
+                           "--set", "exact_max_pixels=100"])
+    assert "limited to 100 pixels" in line and "fusion=sampled" in line
 
 
 @pytest.mark.slow
