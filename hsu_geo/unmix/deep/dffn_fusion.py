@@ -49,8 +49,10 @@ def pixel_similarity_product(Q: torch.Tensor, R: torch.Tensor,
     out = torch.empty_like(Q)
     for s in range(0, Q.shape[1], step):
         Qb = Q[:, s:s + step]
-        D = r2[:, None] + torch.square(Qb).sum(dim=0)[None, :] - 2.0 * (R.T @ Qb)  # (m, b)
-        out[:, s:s + step] = R @ torch.exp(-D.clamp_(min=0.0))
+        # (m, b) distances in one fused product, then exp(-D) in place: one m x b buffer
+        D = torch.addmm(r2[:, None] + torch.square(Qb).sum(dim=0)[None, :], R.T, Qb,
+                        alpha=-2.0)
+        torch.mm(R, D.clamp_(min=0.0).neg_().exp_(), out=out[:, s:s + step])
     return out
 
 
