@@ -586,10 +586,10 @@ def fit_nonlinear(Y: ArrayLike, M: ArrayLike, kind: str = "ppnmm", *, max_iter: 
     box, far outside the values of real scenes: ``b = -0.5`` already folds ``s + b s²`` back at
     reflectance 1); ``A0 (N, k)``: FCLS abundances if the caller has them (saves one solve).
     ``engine``: ``"compiled"`` (default) runs the iterations pixel by pixel in compiled code
-    (:mod:`hsu_geo.unmix.classical.nonlinear_kernel`, numba; the same algorithm, 5-10x
-    faster), on ``threads`` threads (blocks of pixels; default: every core when called from
-    the main thread, 1 from any other thread, e.g. dask's chunk threads, which already keep the
-    cores busy); ``"numpy"`` is the vectorised reference implementation.
+    (:mod:`hsu_geo.unmix.classical.nonlinear_kernel`, numba; the same algorithm, 2-4x faster
+    per core), on ``threads`` threads (blocks of pixels; default: every core when called from
+    the main thread, 1 from any other thread, e.g. dask's chunk threads, which already keep
+    the cores busy); ``"numpy"`` is the vectorised reference implementation.
     ``_moments=True`` (numpy engine) uses the moment formulation (:class:`_PpnmmMoments`,
     :class:`_GbmMoments`): the same objective and normal equations without Jacobians; in numpy
     it is no faster (measured: equal for PPNMM, 1.3x slower for GBM), and it is kept as the
