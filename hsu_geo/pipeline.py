@@ -339,7 +339,8 @@ def fit_model(
     if on_epoch is not None and hasattr(unmixer, "progress"):
         unmixer.progress = on_epoch
     check_endmembers(em.spectra, Y, prepared.scene_id)
-    if model_cls.input != "pixels":  # spatial models train on seeded patches of the scene
+    if model_cls.input != "pixels" and not getattr(model_cls, "trains_on_pixels", False):
+        # spatial models train on seeded patches of the scene
         from hsu_geo.unmix.spatial import training_patches
 
         own = getattr(unmixer, "training_sample", None)  # a model may read its own (dffn)

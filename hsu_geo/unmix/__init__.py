@@ -20,6 +20,8 @@ for _name, _cls in (("fcls", "FclsUnmixer"), ("nnls", "NnlsUnmixer"), ("ucls", "
 MODELS.register_lazy("ppnmm", _lazy("hsu_geo.unmix.classical.nonlinear_model", "PpnmmUnmixer"))
 MODELS.register_lazy("gbm", _lazy("hsu_geo.unmix.classical.nonlinear_model", "GbmUnmixer"))
 MODELS.register_lazy("sunsal", _lazy("hsu_geo.unmix.classical.sunsal", "SunsalUnmixer"))
+MODELS.register_lazy("sunsal_tv", _lazy("hsu_geo.unmix.classical.sunsal_tv",
+                                        "SunsalTVUnmixer"))
 MODELS.register_lazy("mvc_nmf", _lazy("hsu_geo.unmix.classical.mvc_nmf", "MvcNmfUnmixer"))
 MODELS.register_lazy("khype", _lazy("hsu_geo.unmix.classical.khype", "KhypeUnmixer"))
 for _name, _module, _cls in (("cresdae", "cresdae", "CResDAEUnmixer"),
