@@ -439,14 +439,8 @@ class ACRNetUnmixer(PatchDeepUnmixer):
         interior. The decoder needs the neighbours' abundances and features, so encoder and
         decoder run together here. ``valid`` is unused (the engine fills and masks)."""
         net = self._require_network()
-        block = np.asarray(block)
-        if block.ndim != 3 or block.shape[0] != self.n_bands:
-            raise InvalidSceneError(f"{self.name}: expected a ({self.n_bands}, h, w) block, got "
-                                    f"{block.shape}; the model was trained on another band set")
+        block = self.checked_block(block)
         d = self.halo
-        if min(block.shape[1:]) <= 2 * d:
-            raise InvalidSceneError(f"{self.name}: a block of {block.shape[1:]} pixels has no "
-                                    f"interior inside its {d}-pixel halo")
         dev = self.torch_device
         with torch.inference_mode(), torch_threads(1 if dev.type == "cpu" else 0):
             x = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(dev)

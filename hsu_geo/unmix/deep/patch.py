@@ -154,20 +154,26 @@ class PatchDeepUnmixer(DeepUnmixer):
 
         return self._batched(A, self.k, fn, self.n_bands)
 
+    def checked_block(self, block: np.ndarray) -> np.ndarray:
+        """``block (L, h + 2 halo, w + 2 halo)`` as an array, or InvalidSceneError when its
+        bands are not the model's or it has no interior inside the halo."""
+        block = np.asarray(block)
+        if block.ndim != 3 or block.shape[0] != self.n_bands:
+            raise InvalidSceneError(f"{self.name}: expected a ({self.n_bands}, h, w) block, got "
+                                    f"{block.shape}; the model was trained on another band set")
+        if min(block.shape[1:]) <= 2 * self.halo:
+            raise InvalidSceneError(f"{self.name}: a block of {block.shape[1:]} pixels has no "
+                                    f"interior inside its {self.halo}-pixel halo")
+        return block
+
     def abundances_image(self, block: np.ndarray, valid: np.ndarray | None = None
                          ) -> tuple[np.ndarray, np.ndarray]:
         """Fused block predict: finite ``block (L, h + 2 halo, w + 2 halo)`` in scene units ->
         abundances ``(k, h, w)`` and reconstruction RMSE ``(h, w)`` (scene units) of the
         interior, computed on the device. ``valid`` is unused (the engine fills and masks)."""
         net = self._require_network()
-        block = np.asarray(block)
-        if block.ndim != 3 or block.shape[0] != self.n_bands:
-            raise InvalidSceneError(f"{self.name}: expected a ({self.n_bands}, h, w) block, got "
-                                    f"{block.shape}; the model was trained on another band set")
+        block = self.checked_block(block)
         d = self.halo
-        if min(block.shape[1:]) <= 2 * d:
-            raise InvalidSceneError(f"{self.name}: a block of {block.shape[1:]} pixels has no "
-                                    f"interior inside its {d}-pixel halo")
         dev = self.torch_device
         with torch.inference_mode(), torch_threads(1 if dev.type == "cpu" else 0), \
                 self.precision_scope():

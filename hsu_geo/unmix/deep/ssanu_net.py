@@ -423,14 +423,8 @@ class SSANUNetUnmixer(PatchDeepUnmixer):
         device, BatchNorm folded into the convolutions (:meth:`SSANUNet.infer`), in row slabs
         of at most ``infer_batch`` pixels (0: :data:`INFER_PIXELS_CPU` / ``_CUDA``)."""
         net = self._require_network()
-        block = np.asarray(block)
-        if block.ndim != 3 or block.shape[0] != self.n_bands:
-            raise InvalidSceneError(f"{self.name}: expected a ({self.n_bands}, h, w) block, got "
-                                    f"{block.shape}; the model was trained on another band set")
+        block = self.checked_block(block)
         d = self.halo
-        if min(block.shape[1:]) <= 2 * d:
-            raise InvalidSceneError(f"{self.name}: a block of {block.shape[1:]} pixels has no "
-                                    f"interior inside its {d}-pixel halo")
         h, w = block.shape[1] - 2 * d, block.shape[2] - 2 * d
         dev = self.torch_device
         budget = self.config.infer_batch or (INFER_PIXELS_CPU if dev.type == "cpu"
