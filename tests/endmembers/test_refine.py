@@ -15,7 +15,9 @@ from hsu_geo.endmembers.extract import (
     extract_endmembers,
 )
 from hsu_geo.endmembers.refine import (
+    DEFAULT_SCHEDULE,
     PURITY_RULES,
+    anneal_endmembers,
     denoise_start,
     purity,
     refine_endmembers,
@@ -89,6 +91,44 @@ def test_refinement_stops_and_reports(variable) -> None:
     assert r.converged and r.iterations <= 30
     r = refine_endmembers(Y.astype(np.float32), means)
     assert r.M.dtype == np.float64 and np.isfinite(r.M).all()
+
+
+def test_annealing_finds_the_main_mode_of_classes_made_of_variants() -> None:
+    # each class is 4 distinct variants and most pixels sit near one of them (alpha 0.1): a
+    # narrow window started at an extreme pixel stops at the variant nearest to it
+    rng = np.random.default_rng(2)
+    bundles = random_bundles(4, 60, rng, members=4, spread=0.15)
+    sc = variable_scene(bundles, 60, 60, rng, snr_db=30.0, thin=(3,), line_width=3.0,
+                        alpha=0.1)
+    annealed = []
+    for seed in range(3):
+        M0 = vca(sc.pixels, 4, seed=seed)[0]
+        single = refine_endmembers(sc.pixels, M0).M
+        a = anneal_endmembers(sc.pixels, M0)
+        assert mean_sad(sc.means, a.M) < 0.8 * mean_sad(sc.means, single), seed
+        annealed.append(a.M[match_endmembers(sc.means, a.M)])
+    # and it no longer depends on which extreme pixels the start picked
+    for M in annealed[1:]:
+        assert sad(annealed[0], M).max() < 0.005
+
+
+def test_annealing_schedule_stages_and_bad_schedules(variable) -> None:
+    Y, means = variable
+    assert DEFAULT_SCHEDULE[-1] == 0.95 and list(DEFAULT_SCHEDULE) == sorted(DEFAULT_SCHEDULE)
+    one = anneal_endmembers(Y, means, schedule=(0.9,))
+    ref = refine_endmembers(Y, means, threshold=0.9)
+    np.testing.assert_array_equal(one.M, ref.M)
+    assert one.iterations == ref.iterations
+    two = anneal_endmembers(Y, means, schedule=(0.9, 0.95))
+    after = refine_endmembers(Y, ref.M, threshold=0.95)
+    np.testing.assert_array_equal(two.M, after.M)
+    assert two.iterations == ref.iterations + after.iterations
+    with pytest.raises(ConfigError, match="at least one"):
+        anneal_endmembers(Y, means, schedule=())
+    with pytest.raises(ConfigError, match="schedule="):
+        anneal_endmembers(Y, means, threshold=0.9)
+    with pytest.raises(ConfigError, match="threshold must be in"):
+        anneal_endmembers(Y, means, schedule=(0.7, 1.5))
 
 
 def test_min_pixels_are_averaged_when_too_few_are_pure(variable) -> None:
