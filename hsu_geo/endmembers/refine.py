@@ -45,8 +45,9 @@ the final ``threshold`` 0.95 (0.9, 0.95 and 0.98 studied), ``min_pixels`` 5, and
 are a few material variants, Dirichlet alpha 0.1). 0.7 -> 0.95 was fixed on seeds 0-2 as the
 middle of the three annealed schedules; over seeds 0-4 it beats the single 0.95 stage on four
 of the seven scenes (by 0.002-0.034 rad) and loses <= 0.0015 rad on two. Known failure (Jasper
-Ridge, seen after the choice): a small class spectrally close to a large one (road next to
-dirt) is merged into it by the wide window and lost.
+Ridge, seen after the choice): no annealed start keeps all four classes; the set with the lowest
+reconstruction error has tree, water and dirt at their class means and no road (a small class
+spectrally close to dirt), while the starts that keep the road misplace other classes.
 
 :func:`refined` (extractor name ``"refined"``, the default of ``hsu-geo unmix``) starts from
 N-FINDR, ATGP and VCA with several seeds, replaces each start endmember by the mean of its 10
