@@ -22,7 +22,9 @@ from hsu_geo.endmembers.refine import (
     purity,
     refine_endmembers,
     refined,
+    selection_score,
     smooth_cube,
+    starts,
 )
 from hsu_geo.endmembers.vca import vca
 from hsu_geo.errors import ConfigError, EndmemberError, InvalidSceneError
@@ -110,6 +112,17 @@ def test_annealing_finds_the_main_mode_of_classes_made_of_variants() -> None:
     # and it no longer depends on which extreme pixels the start picked
     for M in annealed[1:]:
         assert sad(annealed[0], M).max() < 0.005
+
+
+def test_refined_equals_the_best_annealed_start(variable) -> None:
+    # refined() anneals all starts stage by stage and merges starts that meet; the result must
+    # be the one of annealing every start on its own and keeping the best-reconstructing set
+    Y, means = variable
+    k = means.shape[0]
+    M, _ = refined(Y, k, seed=1)
+    alone = [anneal_endmembers(Y, denoise_start(Y, M0)).M for _, M0 in starts(Y, k, 1)]
+    best = min(alone, key=lambda A: selection_score(Y, A))
+    np.testing.assert_allclose(M, best, rtol=1e-6, atol=1e-9)
 
 
 def test_annealing_schedule_stages_and_bad_schedules(variable) -> None:
