@@ -94,6 +94,15 @@ def test_bad_input_is_one_line_error(tmp_path: Path, args: tuple[str, ...],
     assert "Traceback" not in result.output
 
 
+def _glob_live(folder: Path, pattern: str) -> list[Path]:
+    """``folder.glob(pattern)`` while a batch runs: it renames and removes its transaction
+    folders concurrently, so one can vanish mid-scan (then nothing is seen this time)."""
+    try:
+        return list(folder.glob(pattern))
+    except FileNotFoundError:
+        return []
+
+
 def test_sigkill_mid_batch_then_rerun_matches_an_uninterrupted_run(tmp_path: Path) -> None:
     src = tmp_path / "in"
     for i in range(4):
@@ -106,12 +115,12 @@ def test_sigkill_mid_batch_then_rerun_matches_an_uninterrupted_run(tmp_path: Pat
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
-            if list((out / "s0").glob("*_run.json")):  # the first scene is complete
+            if _glob_live(out / "s0", "*_run.json"):  # the first scene is complete
                 break
             time.sleep(0.005)
         wait_for_half_file = time.monotonic() + 3
         while time.monotonic() < wait_for_half_file and proc.poll() is None:
-            half_files = list(out.glob("s*/.hsu-geo-txn-*/new/*"))
+            half_files = _glob_live(out, "s*/.hsu-geo-txn-*/new/*")
             if half_files:  # kill while the next scene's files are being written
                 break
             time.sleep(0.002)
