@@ -235,8 +235,7 @@ def refine_endmembers(
                              f"{Y.shape[1]}")
     N, k = Y.shape[0], M.shape[0]
     m = min(min_pixels, N)
-    Y64 = np.asarray(Y, dtype=np.float64)
-    Yu = _unit(Y64)
+    Yu = _unit(np.asarray(Y, dtype=np.float64))
     sel = np.zeros((N, k), dtype=bool)
     seen: set[bytes] = set()
     it, converged = 0, False
@@ -257,7 +256,8 @@ def refine_endmembers(
         counts = sel.sum(axis=0)
         # plain means (k, L), gathering only the selected rows (10-30x faster than S.T @ Y,
         # which reads every pixel each round)
-        new = np.stack([Y64[sel[:, j]].sum(axis=0) for j in range(k)]) / counts[:, None]
+        new = np.stack([Y[sel[:, j]].sum(axis=0, dtype=np.float64)
+                        for j in range(k)]) / counts[:, None]
         if update == "purified":
             S = sel.astype(np.float64)
             C = np.asarray(nnls(Y, M), dtype=np.float64)
