@@ -64,7 +64,12 @@ METHODS = ("vca", "nfindr", "atgp", "vca+refine", "nfindr+refine", "atgp+refine"
 #: one-at-a-time variations of ``refined`` (label, keywords); the first is the default
 SENSITIVITY: list[tuple[str, str, dict[str, Any]]] = [
     ("default", "default (schedule 0.7→0.8→0.9→0.95, min_pixels 5, neighbours 10, "
-     "8 VCA starts)", {}),
+     "8 VCA starts, supported set first, min_support 0.1 %, 3 rare-material rounds)", {}),
+    ("selection", "lowest residual only (the previous rule)", {"selection": "residual"}),
+    ("rare_rounds", "0 (no rare-material rounds)", {"rare_rounds": 0}),
+    ("min_support", "min_pixels only (5 px)", {"min_support": 0.0}),
+    ("min_support", "0.2 % of the pixels", {"min_support": 0.002}),
+    ("min_support", "1 %", {"min_support": 0.01}),
     ("schedule", "0.95 only (the previous default)", {"schedule": (0.95,)}),
     ("schedule", "0.9 only", {"schedule": (0.9,)}),
     ("schedule", "0.98 only", {"schedule": (0.98,)}),
@@ -108,6 +113,8 @@ SYNTH = {
                             "thin": (3,), "snr": 30.0, "size": 100, "alpha": 0.1},
     "urban5_variants": {"classes": ["tree", "low vegetation", "soil", "roof", "pavement"],
                         "vnir": False, "thin": (4,), "snr": 25.0, "size": 100, "alpha": 0.1},
+    "vswir4road_rare": {"classes": ["tree", "water", "soil", "pavement"], "vnir": False,
+                        "thin": (3,), "snr": 30.0, "size": 100, "rare": "roof"},
 }
 
 
@@ -145,8 +152,15 @@ def synthetic_scene(name: str, seed: int, data: Path):
         return variable_scene([b[:1] for b in bundles], s["size"], s["size"], rng,
                               snr_db=s["snr"], brightness_sigma=0.0,
                               class_brightness_sigma=0.0)
+    rare = None
+    if s.get("rare"):  # the brightest member of another class: 2 patches of 2 x 2 pixels
+        if (data / "libraries" / "enmapbox_berlin_urban").is_dir():
+            (other,) = berlin_bundles(data, [s["rare"]], s["vnir"])
+        else:
+            (other,) = random_bundles(1, bundles[0].shape[1], np.random.default_rng(8))
+        rare = other[np.argmax(other.mean(axis=1))]
     return variable_scene(bundles, s["size"], s["size"], rng, snr_db=s["snr"], thin=s["thin"],
-                          alpha=s.get("alpha", 1.0))
+                          alpha=s.get("alpha", 1.0), rare=rare)
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,7 +238,7 @@ def real_part(data: Path, seeds: list[int]) -> dict[str, Any]:
             def case(seed: int, scene=scene, tif=tif, k=k, kept_of=kept_of):
                 opts = UnmixOptions(model="fcls", k=str(k), seed=seed, device="cpu")
                 prep = prepare_scene(tif, opts, model="fcls")
-                kept = np.searchsorted(prep.raw["band"].values, prep.cube["band"].values)
+                kept = prep.cube["band"].values - 1  # 1-based band numbers of the file
                 kept_of[seed] = kept
                 cube = scene.cube[kept].astype("float64")
                 Y_img = cube.reshape(cube.shape[0], -1).T

@@ -15,6 +15,9 @@ Ridge, ...) are class means of variable pixels, so these scenes imitate that:
 * abundances are spatially smooth (generator G1 of :mod:`hsu_geo.synth.datasets`, softmax of
   Gaussian random fields); optional *thin* classes (roads) are drawn as anti-aliased straight
   lines a few pixels wide over the smooth background, a class with few pure pixels;
+* optionally a *rare* material that is none of the classes (a few buildings in a natural
+  scene, an outcrop of an unlisted mineral): small square patches of pure pixels of one
+  spectrum, whose class abundances are 0 (so they sum to 0 there, not 1);
 * white Gaussian noise at a given SNR.
 
 Shapes: ``cube (L, rows, cols)``, ``abundances (k, rows, cols)``, ``means (k, L)``.
@@ -100,6 +103,9 @@ def variable_scene(
     n_lines: int = 3,
     line_width: float = 2.0,
     alpha: float = 1.0,
+    rare: np.ndarray | None = None,
+    rare_patches: int = 2,
+    rare_size: int = 2,
 ) -> VariableScene:
     """A ``rows x cols`` scene from class ``bundles`` (see the module docstring).
 
@@ -115,6 +121,9 @@ def variable_scene(
             many members (variability well below the bundle's spread), 0.1 makes most pixels
             close to one member (variability about the bundle's spread, like real pixels of
             one material variant).
+        rare: ``(L,)`` spectrum of a material outside the classes, painted as ``rare_patches``
+            squares of ``rare_size`` x ``rare_size`` pure pixels (times the pixel brightness)
+            at random places; ``None`` (default): no rare material.
     """
     k = len(bundles)
     n_bands = bundles[0].shape[1]
@@ -140,6 +149,18 @@ def variable_scene(
         w = rng.dirichlet(np.full(bundle.shape[0], float(alpha)), size=n)
         t = np.exp(class_brightness_sigma * rng.standard_normal(n))
         clean += (a[j] * s * t)[:, None] * (w @ bundle)
+    if rare is not None:
+        rare = np.asarray(rare, dtype=float)
+        if rare.shape != (n_bands,) or rare_patches < 1 or not 1 <= rare_size <= min(rows, cols):
+            raise ConfigError(f"rare must be ({n_bands},) with rare_patches >= 1 and "
+                              f"1 <= rare_size <= {min(rows, cols)}")
+        mask = np.zeros((rows, cols), dtype=bool)
+        for _ in range(rare_patches):
+            r0, c0 = rng.integers(0, rows - rare_size + 1), rng.integers(0, cols - rare_size + 1)
+            mask[r0:r0 + rare_size, c0:c0 + rare_size] = True
+        flat = mask.ravel()
+        clean[flat] = s[flat, None] * rare[None, :]
+        a[:, flat] = 0.0
     sigma = 0.0 if snr_db is None else noise_sigma(clean, snr_db)
     noisy = clean + sigma * rng.standard_normal(clean.shape) if sigma > 0 else clean.copy()
     means = np.stack([b.mean(axis=0) for b in bundles])
