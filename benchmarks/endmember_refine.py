@@ -18,7 +18,9 @@ sensitivity tables of every constant of ``refined``.
    ``lmm_novar`` (one spectrum per class, no brightness variation: the plain linear model,
    where extreme pixels are right), and ``vswir4road_variants`` / ``urban5_variants`` (as
    ``vswir4road`` / ``urban5`` with Dirichlet alpha 0.1: most pixels close to one member of
-   their class's bundle, i.e. classes made of a few material variants, several modes each).
+   their class's bundle, i.e. classes made of a few material variants, several modes each),
+   and ``vswir4road_rare`` (``vswir4road`` plus two 2 x 2 patches of the brightest Berlin roof
+   spectrum, 8 of 10 000 pixels: a rare extreme material that is none of the classes).
    These are the data the constants were chosen on.
 2. Real scenes (Samson, Jasper Ridge, Moffett, MUUFL via ``hsu_geo.datasets``): each cube is
    written as a GeoTIFF and read back by ``hsu_geo.pipeline.prepare_scene`` - the scan and

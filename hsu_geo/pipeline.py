@@ -52,6 +52,8 @@ class Endmembers:
     k_estimate: dict[str, Any] | None = None
     #: per endmember, the evidence of its name (feature naming: decision, confidence, ...)
     naming: list[dict[str, Any]] | None = None
+    #: how the ``refined`` extractor chose the set (pure pixels, rare-material rounds)
+    extraction: dict[str, Any] | None = None
 
 
 def scene_id_of(cube: xr.DataArray) -> str:
@@ -129,14 +131,37 @@ def _extracted_endmembers(Y: np.ndarray, cube: xr.DataArray, opts: UnmixOptions
                              "or -k auto")
     if k > Y.shape[0]:
         raise EndmemberError(f"-k {k} is larger than the {Y.shape[0]} valid pixels sampled")
-    M, idx = extract_endmembers(Y, k, method=opts.extractor, seed=opts.seed)
+    evidence: dict[str, Any] = {}
+    M, idx = extract_endmembers(Y, k, method=opts.extractor, seed=opts.seed, evidence=evidence)
+    _warn_extraction(evidence, k)
     named = name_endmembers(M, cube["wavelength"].values, cube["fwhm"].values,
                             threshold_rad=opts.name_threshold, method=opts.naming)
     return Endmembers(np.asarray(M, "float32"), [n for n, _ in named],
                       f"extracted:{opts.extractor}", [float(a) for _, a in named], hysime_k,
                       [int(i) for i in np.asarray(idx).ravel()], k_estimate,
                       [{"name": n, **getattr(named[i], "info", {})}
-                       for i, (n, _) in enumerate(named)])
+                       for i, (n, _) in enumerate(named)], evidence or None)
+
+
+def _warn_extraction(evidence: dict[str, Any], k: int) -> None:
+    """Say (log and ``evidence["warnings"]``) when the ``refined`` extractor set rare pixels
+    aside or kept endmembers with fewer pure pixels than its mapping unit."""
+    if not evidence:
+        return
+    notes = []
+    if evidence["pixels_set_aside"]:
+        notes.append(f"{evidence['pixels_set_aside']} sampled pixels of a rare material (fewer "
+                     f"than {evidence['support_needed']} pure pixels) were set aside so that it "
+                     f"does not take the place of a class; give -k {k + 1} or more to map it")
+    if not evidence["all_supported"]:
+        short = [i + 1 for i, n in enumerate(evidence["pure_pixels"])
+                 if n < evidence["support_needed"]]
+        notes.append(f"endmember(s) {', '.join(map(str, short))} have fewer than "
+                     f"{evidence['support_needed']} pure pixels (no better-supported set "
+                     "found): they may be rare materials or mixtures")
+    for msg in notes:
+        log.warning("%s", msg)
+    evidence["warnings"] = notes
 
 
 @dataclass
@@ -163,6 +188,7 @@ class FittedModel:
     sample_pixels: int = 0
     k_estimate: dict[str, Any] | None = None
     naming: list[dict[str, Any]] | None = None  # Endmembers.naming, for run.json
+    extraction: dict[str, Any] | None = None  # Endmembers.extraction, for run.json
 
 
 @dataclass
@@ -373,7 +399,7 @@ def fit_model(
         np.asarray(cube["wavelength"].values, "float64"), prepared.scene_id, em.source,
         [None if a is None else math.degrees(a) for a in em.angles_rad],
         _as_dict(config), device, em.hysime_k, em.pixel_indices, int(Y.shape[0]),
-        em.k_estimate, em.naming)
+        em.k_estimate, em.naming, em.extraction)
 
 
 def _reflectance_range(Y: np.ndarray, raw: xr.DataArray) -> dict[str, Any]:
@@ -470,6 +496,7 @@ def apply_and_write(
             "hysime_k": fitted.hysime_k,
             "k_estimate": fitted.k_estimate,
             "endmember_naming": fitted.naming,
+            "endmember_extraction": fitted.extraction,
             "endmember_pixel_indices_in_sample": fitted.pixel_indices,
             "sample_pixels": fitted.sample_pixels,
             "band_statistics_pixels": prepared.bad_band_pixels,

@@ -8,7 +8,7 @@ from pure pixels (:mod:`hsu_geo.endmembers.refine`), with ``idx`` a representati
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -42,12 +42,14 @@ DEFAULT_EXTRACTOR = "refined"
 
 
 def extract_endmembers(
-    Y: ArrayLike, k: int, method: str = DEFAULT_EXTRACTOR, seed: int = 0
+    Y: ArrayLike, k: int, method: str = DEFAULT_EXTRACTOR, seed: int = 0,
+    evidence: dict[str, Any] | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
     """Extract ``k`` endmembers ``M (k, L)`` and their pixel indices from ``Y (N, L)``.
 
     ``method`` is one of :data:`EXTRACTORS` or :data:`REFINED_EXTRACTORS` (case-insensitive;
-    unknown → ConfigError); deterministic for a given ``seed``.
+    unknown → ConfigError); deterministic for a given ``seed``. ``evidence``: filled by the
+    ``refined`` extractor with how it chose the set (see :func:`refined`); others leave it.
     """
     key = method.lower() if isinstance(method, str) else method
     found = EXTRACTORS.get(key) or REFINED_EXTRACTORS.get(key)
@@ -57,4 +59,6 @@ def extract_endmembers(
             f"valid: {', '.join(sorted(EXTRACTORS))} (pixels), "
             f"{', '.join(REFINED_EXTRACTORS)} (refined class means)"
         )
+    if found is refined and evidence is not None:
+        return refined(Y, k, seed=seed, evidence=evidence)
     return found(Y, k, seed=seed)

@@ -437,6 +437,7 @@ def refined(
     selection: str = "supported",
     min_support: float = DEFAULT_MIN_SUPPORT,
     rare_rounds: int = DEFAULT_RARE_ROUNDS,
+    evidence: dict[str, Any] | None = None,
     **refine_kw: Any,
 ) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
     """Multi-start refined endmembers ``M (k, L)`` and representative pixel indices ``(k,)``.
@@ -456,9 +457,10 @@ def refined(
     extreme material of a few isolated pixels that every geometric start picks, which then
     crowds out a real class), those pixels are set aside and the starts are run again on the
     others, up to ``rare_rounds`` times; the sets of every round compete under the same key,
-    on all pixels. ``selection="residual"``: the
-    lowest score alone, one round (the rule before the support test). Deterministic for a
-    seed.
+    on all pixels. ``selection="residual"``: the lowest score alone, one round (the rule
+    before the support test). Deterministic for a seed. ``evidence``: a dict filled with the
+    decision (pure pixels per kept endmember, the support needed, whether every endmember has
+    it, rounds run, the round kept and the pixels set aside before it), for ``run.json``.
     """
     Y = validate_pixels(Y, k, as_float64=False)
     Ys = Y if Y_start is None else validate_pixels(Y_start, k, as_float64=False)
@@ -472,7 +474,9 @@ def refined(
     need = support_needed(Y.shape[0], min_support, mp)
     keep = np.ones(Y.shape[0], dtype=bool)
     best: tuple[tuple[bool, float], NDArray[np.float64], NDArray[np.intp]] | None = None
+    best_round, set_aside, rounds = 0, [0], 0
     for rnd in range(rare_rounds + 1 if selection == "supported" else 1):
+        rounds = rnd + 1
         rows = np.flatnonzero(keep)
         sets = _refined_sets(Y[rows], Ys[rows], k, seed, n_vca, neighbours, stages, refine_kw)
         round_best = None
@@ -483,7 +487,7 @@ def refined(
                 round_best = (key, r.M, rows[r.idx])
         assert round_best is not None
         if best is None or round_best[0] < best[0]:  # ties: the earlier round
-            best = round_best
+            best, best_round = round_best, rnd
         if not round_best[0][0] or rnd == rare_rounds:
             break
         pur = _purity(Y, round_best[1], rule)
@@ -496,7 +500,16 @@ def refined(
         if not dominated.any() or (keep & ~dominated).sum() < Y.shape[0] / 2:
             break  # nothing rare to set aside
         keep &= ~dominated
+        set_aside.append(int((~keep).sum()))
     assert best is not None
+    if evidence is not None:
+        evidence.update({
+            "rule": selection, "support_needed": need,
+            "pure_pixels": [int(v) for v in support(Y, best[1], threshold=stages[-1],
+                                                    rule=rule)],
+            "all_supported": not best[0][0], "relative_residual": best[0][1],
+            "rounds": rounds, "round_kept": best_round,
+            "pixels_set_aside": set_aside[best_round]})
     return best[1], best[2]
 
 

@@ -352,3 +352,24 @@ def test_jasper_ridge_keeps_its_road_through_the_pipeline(shared_data: Path, tmp
     per = sad(ref, M[match_endmembers(ref, M)])
     assert per.max() < 0.2 and per.mean() < 0.08, per
     assert (support(prep.sample, M) >= support_needed(prep.sample.shape[0])).all()
+
+
+def test_run_json_records_the_extraction_and_warns_of_rare_pixels(tmp_path, caplog) -> None:
+    from hsu_geo.datasets import BenchmarkScene, write_geotiff
+    from hsu_geo.pipeline import run_unmix
+
+    sc = rare_scene(3, 1)  # every start holds the 4 rare pixels: they are set aside
+    L = sc.cube.shape[0]
+    scene = BenchmarkScene("rare", sc.cube.astype("float32"), np.linspace(450, 2400, L),
+                           np.arange(1, L + 1), sc.means, sc.abundances, ["a", "b", "c", "d"])
+    tif = write_geotiff(scene, tmp_path / "rare.tif")
+    opts = UnmixOptions(model="fcls", k="4", seed=3, device="cpu")
+    with caplog.at_level("WARNING"):
+        rec = run_unmix(tif, tmp_path / "out", opts)["record"]
+    ev = rec["extra"]["endmember_extraction"]
+    assert ev["all_supported"] and ev["round_kept"] >= 1 and ev["pixels_set_aside"] >= 4
+    assert min(ev["pure_pixels"]) >= ev["support_needed"] == 5
+    assert "give -k 5 or more" in ev["warnings"][0] and "-k 5" in caplog.text
+    plain = run_unmix(tif, tmp_path / "vca", UnmixOptions(model="fcls", k="4", device="cpu",
+                                                         extractor="vca"))["record"]
+    assert plain["extra"]["endmember_extraction"] is None
