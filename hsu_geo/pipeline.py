@@ -154,11 +154,16 @@ def _warn_extraction(evidence: dict[str, Any], k: int) -> None:
                      f"than {evidence['support_needed']} pure pixels) were set aside so that it "
                      f"does not take the place of a class; give -k {k + 1} or more to map it")
     if not evidence["all_supported"]:
-        short = [i + 1 for i, n in enumerate(evidence["pure_pixels"])
-                 if n < evidence["support_needed"]]
-        notes.append(f"endmember(s) {', '.join(map(str, short))} have fewer than "
-                     f"{evidence['support_needed']} pure pixels (no better-supported set "
-                     "found): they may be rare materials or mixtures")
+        need = evidence["support_needed"]
+        short = [i + 1 for i, n in enumerate(evidence["pure_pixels"]) if n < need]
+        if len(short) == len(evidence["pure_pixels"]):
+            notes.append(f"no endmember has {need} pixels that are >= 95 % pure in it: at "
+                         f"-k {k} the scene has no pure pixels (highly mixed, or k too large), "
+                         "so the endmembers are refined extremes, not class means")
+        else:
+            notes.append(f"endmember(s) {', '.join(map(str, short))} have fewer than {need} "
+                         "pure pixels (no better-supported set found): rare materials or "
+                         "mixtures")
     for msg in notes:
         log.warning("%s", msg)
     evidence["warnings"] = notes

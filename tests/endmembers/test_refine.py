@@ -373,3 +373,19 @@ def test_run_json_records_the_extraction_and_warns_of_rare_pixels(tmp_path, capl
     plain = run_unmix(tif, tmp_path / "vca", UnmixOptions(model="fcls", k="4", device="cpu",
                                                          extractor="vca"))["record"]
     assert plain["extra"]["endmember_extraction"] is None
+
+
+def test_extraction_warnings_say_what_is_short() -> None:
+    from hsu_geo.pipeline import _warn_extraction
+
+    base = {"support_needed": 5, "pixels_set_aside": 0, "all_supported": False}
+    none = {**base, "pure_pixels": [0, 1, 2]}
+    _warn_extraction(none, 3)
+    assert len(none["warnings"]) == 1 and "no pure pixels" in none["warnings"][0]
+    some = {**base, "pure_pixels": [40, 1, 90]}
+    _warn_extraction(some, 3)
+    assert some["warnings"] == ["endmember(s) 2 have fewer than 5 pure pixels (no "
+                                "better-supported set found): rare materials or mixtures"]
+    fine = {**base, "all_supported": True, "pure_pixels": [40, 50]}
+    _warn_extraction(fine, 2)
+    assert fine["warnings"] == []
