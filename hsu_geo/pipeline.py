@@ -146,6 +146,8 @@ def _extracted_endmembers(Y: np.ndarray, cube: xr.DataArray, opts: UnmixOptions
 def _warn_extraction(evidence: dict[str, Any], k: int) -> None:
     """Say (log and ``evidence["warnings"]``) when the ``refined`` extractor set rare pixels
     aside or kept endmembers with fewer pure pixels than its mapping unit."""
+    from hsu_geo.endmembers.refine import DEFAULT_THRESHOLD
+
     if not evidence:
         return
     notes = []
@@ -157,7 +159,8 @@ def _warn_extraction(evidence: dict[str, Any], k: int) -> None:
         need = evidence["support_needed"]
         short = [i + 1 for i, n in enumerate(evidence["pure_pixels"]) if n < need]
         if len(short) == len(evidence["pure_pixels"]):
-            notes.append(f"no endmember has {need} pixels that are >= 95 % pure in it: at "
+            notes.append(f"no endmember has {need} pixels that are >= "
+                         f"{DEFAULT_THRESHOLD * 100:.0f} % pure in it: at "
                          f"-k {k} the scene has no pure pixels (highly mixed, or k too large), "
                          "so the endmembers are refined extremes, not class means")
         else:
