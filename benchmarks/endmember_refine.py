@@ -66,7 +66,11 @@ METHODS = ("vca", "nfindr", "atgp", "vca+refine", "nfindr+refine", "atgp+refine"
 #: one-at-a-time variations of ``refined`` (label, keywords); the first is the default
 SENSITIVITY: list[tuple[str, str, dict[str, Any]]] = [
     ("default", "default (schedule 0.7→0.8→0.9→0.95, min_pixels 5, neighbours 10, "
-     "8 VCA starts, supported set first, min_support 0.1 %, 3 rare-material rounds)", {}),
+     "8 VCA starts, supported set first, min_support 0.1 %, 3 rare-material rounds, "
+     "best k of the pooled endmembers)", {}),
+    ("combine", "none: the best start's set (the previous rule)", {"combine": "none"}),
+    ("combine", "pool, then refined at 0.95 (kept only if its key is lower)",
+     {"combine": "pool-refined"}),
     ("selection", "lowest residual only (the previous rule)", {"selection": "residual"}),
     ("rare_rounds", "0 (no rare-material rounds)", {"rare_rounds": 0}),
     ("min_support", "min_pixels only (5 px)", {"min_support": 0.0}),

@@ -225,3 +225,22 @@ def test_free_set_maps_are_shared_across_calls_and_bounded() -> None:
     for i in range(lsq._MAPS_CACHE_SIZE + 3):
         fcls(Y[:10], M * (1 + 0.01 * (i + 1)))
     assert len(lsq._MAPS_CACHE) == lsq._MAPS_CACHE_SIZE
+
+
+def test_pool_nnls_equals_nnls_on_every_subset() -> None:
+    # subsets of one pool share factorised blocks; each answer is still nnls's
+    rng = np.random.default_rng(5)
+    P = rng.random((7, 60))
+    Y = rng.random((700, 60)).astype(np.float32)
+    pool = lsq.PoolNNLS(Y, P)
+    for rows in ([0, 1, 2, 3, 4], [4, 1, 6, 3, 0], [2, 5], [6, 0, 1, 2, 3, 4, 5]):
+        A = pool(rows)
+        want = nnls(Y.astype(np.float64), P[rows])
+        np.testing.assert_allclose(A, want, atol=1e-9)
+        R = Y.astype(np.float64) - want @ P[rows]
+        assert pool.residual_sq(rows, A) == pytest.approx(float(np.sum(R * R)), rel=1e-9)
+    assert pool._shared  # blocks were shared
+    with pytest.raises(EndmemberError, match="distinct pool indices"):
+        pool([1, 1])
+    with pytest.raises(InvalidSceneError):
+        lsq.PoolNNLS(np.full((3, 60), np.nan), P)

@@ -43,6 +43,7 @@ from numpy.typing import ArrayLike, NDArray
 from hsu_geo.errors import ConfigError, EndmemberError, InvalidSceneError
 
 __all__ = [
+    "PoolNNLS",
     "fcls",
     "fcls_kkt_residual",
     "nnls",
@@ -570,6 +571,94 @@ def fcls(Y: ArrayLike, M: ArrayLike, *, max_iter: int = 200, threads: int = 1) -
 def nnls(Y: ArrayLike, M: ArrayLike, *, max_iter: int = 200, threads: int = 1) -> FloatArray:
     """Non-negative least squares (B3): ``min ||y - Mᵀa||²`` s.t. ``a >= 0``; ``A (N, k)``."""
     return _constrained(Y, M, False, max_iter, threads)
+
+
+class _SharedFreeSetMaps(_FreeSetMaps):
+    """Free-set maps of the Gram matrix of a subset ``rows`` of an endmember pool (NNLS only),
+    whose free-block pseudo-inverses are shared, keyed by pool rows, with every other subset
+    of the pool: a search over subsets factors each block of pool rows once."""
+
+    def __init__(self, G: NDArray[np.float64], rows: NDArray[np.intp],
+                 shared: dict[bytes, NDArray[np.float64]]) -> None:
+        super().__init__(G, False)
+        self.rows, self.shared = rows, shared
+
+    def get(self, free: NDArray[np.bool_], key: object = None) -> NDArray[np.float64]:
+        if key is None:
+            key = np.asarray(free, dtype=bool).tobytes()
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit
+        f = np.flatnonzero(free)
+        f = f[np.argsort(self.rows[f])]  # pool order: the same block in every subset
+        block = self.rows[f].tobytes()
+        inv = self.shared.get(block)
+        if inv is None and f.size:
+            Gff = self.G[np.ix_(f, f)]
+            try:  # 10x cheaper than pinv; a singular block falls back to the min-norm map
+                inv = np.linalg.inv(Gff)
+            except np.linalg.LinAlgError:
+                inv = np.linalg.pinv(Gff, hermitian=True)
+            self.shared[block] = inv
+        Haug = np.zeros((self.k, self.k + 1))
+        if inv is not None:
+            Haug[np.ix_(f, f)] = inv
+        self.cache[key] = Haug
+        return Haug
+
+
+class PoolNNLS:
+    """:func:`nnls` of pixels ``Y (N, L)`` against many subsets of one endmember pool
+    ``P (p, L)``, from the pool's products ``B = P Yᵀ (p, N)`` and ``G = P Pᵀ (p, p)``
+    (float64, computed once): a subset then costs k-space work only, and the free-block
+    inverses are shared between subsets. Same solver as :func:`nnls`; the blocks are inverted
+    directly (pseudo-inverse only when singular), so answers agree to rounding.
+    """
+
+    #: shared factorisations kept before the cache is cleared (each at most p² floats)
+    MAX_SHARED = 200_000
+
+    def __init__(self, Y: ArrayLike, P: ArrayLike) -> None:
+        Y, P = _check_inputs(Y, P)
+        N = Y.shape[0]
+        self.B = np.empty((P.shape[0], N))
+        self.yy = 0.0  # sum of squares of every pixel value
+        for s in range(0, N, BATCH_PIXELS):  # float64 products, no float64 copy of Y
+            Yc = np.asarray(Y[s : s + BATCH_PIXELS], dtype=np.float64)
+            if not np.isfinite(Yc).all():
+                raise _nonfinite_error()
+            self.B[:, s : s + Yc.shape[0]] = P @ Yc.T
+            self.yy += float(np.sum(Yc * Yc))
+        self.G = _gram(P)
+        self.size = Y.shape[0] * Y.shape[1]
+        self._shared: dict[bytes, NDArray[np.float64]] = {}
+
+    def __call__(self, rows: ArrayLike, *, max_iter: int = 200) -> NDArray[np.float64]:
+        """NNLS abundances ``A (N, k)`` of the pixels in the pool rows ``rows (k,)``."""
+        rows = np.asarray(rows, dtype=np.intp)
+        if rows.ndim != 1 or rows.size == 0 or len(set(rows.tolist())) != rows.size:
+            raise EndmemberError(f"rows must be distinct pool indices; got {rows.tolist()}")
+        if len(self._shared) > self.MAX_SHARED:
+            self._shared.clear()
+        BT, G = self.B[rows], self.G[np.ix_(rows, rows)]
+        k, N = BT.shape
+        maps = _SharedFreeSetMaps(G, rows, self._shared)
+        A = np.empty((N, k))
+        b = np.empty((k + 1, max(1, min(N, BATCH_PIXELS))))
+        b[k] = 1.0
+        for s in range(0, N, BATCH_PIXELS):
+            e = min(s + BATCH_PIXELS, N)
+            b[:k, : e - s] = BT[:, s:e]
+            A[s:e] = _solve_batch(b[:, : e - s], G, maps, False, max_iter).T
+        return A
+
+    def residual_sq(self, rows: ArrayLike, A: NDArray[np.float64]) -> float:
+        """``sum ||y - Mᵀa||²`` over the pixels for abundances ``A (N, k)`` of ``rows``."""
+        rows = np.asarray(rows, dtype=np.intp)
+        BT, G = self.B[rows], self.G[np.ix_(rows, rows)]
+        fit = 2.0 * float(np.einsum("nk,kn->", A, BT)) - float(
+            np.einsum("nk,kl,nl->", A, G, A, optimize=True))
+        return max(self.yy - fit, 0.0)
 
 
 def scaled_fcls(
