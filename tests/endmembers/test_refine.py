@@ -379,6 +379,7 @@ def test_run_json_records_the_extraction_and_warns_of_rare_pixels(tmp_path, capl
     ev = rec["extra"]["endmember_extraction"]
     assert ev["all_supported"] and ev["round_kept"] >= 1 and ev["pixels_set_aside"] >= 4
     assert min(ev["pure_pixels"]) >= ev["support_needed"] == 5
+    assert ev["pool_size"] >= 4 and ev["swaps"] >= 0
     assert "give -k 5 or more" in ev["warnings"][0] and "-k 5" in caplog.text
     plain = run_unmix(tif, tmp_path / "vca", UnmixOptions(model="fcls", k="4", device="cpu",
                                                          extractor="vca"))["record"]
@@ -473,3 +474,13 @@ def test_pure_counts_equal_the_purity_test(threshold: float) -> None:
     S[1000:1100, 2] = 1.0  # exactly pure in 2
     want = (_purity_of_shares(S) >= threshold).sum(axis=0)
     np.testing.assert_array_equal(_pure_counts(S, threshold), want)
+
+
+def test_start_rows_are_distinct_when_two_endmembers_met() -> None:
+    from hsu_geo.endmembers.refine import _start_rows
+
+    a, b, c = np.eye(3)
+    P = np.stack([a, b, c])
+    assert _start_rows(P, np.stack([b, a])) == [1, 0]
+    assert _start_rows(P, np.stack([b, b])) == [1, 0]  # the duplicate takes a free row
+    assert _start_rows(P[:1], np.stack([a, a])) is None
