@@ -78,18 +78,23 @@ right and misplace others (on Jasper Ridge the road-keeping set misplaces dirt, 
 the right dirt miss the road), so the distinct refined endmembers of every set of every round
 form a pool (:func:`endmember_pool`), and :func:`swap_search` looks for the ``k`` of them with
 the lowest :func:`selection_key`, starting from the best set and swapping one endmember at a
-time while the key drops. The pool's products with the pixels are computed once
-(:class:`_SubsetKeys`), so a subset's key costs k-space work only, and an unconstrained
-least-squares residual (a lower bound of the NNLS one) rules most swaps out without their NNLS.
+time while the key drops. It looks for supported subsets only: from an unsupported set (a
+highly mixed scene, or ``k`` too large, where no set has pure pixels in every endmember) it
+moves only if one swap makes the set supported, so that the residual alone never ranks pool
+subsets (it prefers rare extremes, the failure the support test guards against; and on a
+32 x 32 EnMAP tile with k = 14 the residual-only search took minutes). The pool's products
+with the pixels are computed once (:class:`_SubsetKeys`), so a subset's key costs k-space work
+only, and an unconstrained least-squares residual (a lower bound of the NNLS one) rules most
+swaps out without their NNLS.
 The kept endmembers are each a refined fixed point of the set it came from, not necessarily
 of the kept set: refining the kept set once more (``"pool-refined"``) was worse on the
 synthetic scenes (mean SAD over seeds 0-4 worse on six of the eight by 0.0001-0.0055 rad,
 better on one by 0.0007), and so was not chosen. Added after the Jasper Ridge diagnosis
 too. Its one constant bounds the cost: on more than ``DEFAULT_SEARCH_PIXELS`` = 10 000 pixels
 (the size of the scenes the rules were designed on) the search runs on a seeded sample of that
-many, and the subset it finds must still beat the kept set on all pixels. Measured cost: 1.3x
-the extraction time on the 10 000-pixel synthetic scenes with the largest pools (urban5: 30-43
-endmembers, 6.9 -> 9 s), 1.5x on a 100 000-pixel scene with k = 10 (pool of 50: 49 -> 76 s).
+many, and the subset it finds must still beat the kept set on all pixels. Measured cost:
+1.0-1.1x the extraction time on the 10 000-pixel synthetic scenes, 1.5x on a 100 000-pixel
+scene with k = 10 whose sets are supported (pool of 50: 49 -> 76 s).
 
 Spatial smoothing (:func:`smooth_cube`, a 3x3 mean filter before extraction) helped the starts
 on the synthetic scenes more than :func:`denoise_start` (see the benchmark's smoothing table),
@@ -499,9 +504,10 @@ class _SubsetKeys:
         self.scale = max(float(np.sqrt(self.nnls.yy / self.nnls.size)), np.finfo(float).tiny)
 
     def __call__(self, rows: Sequence[int], bound: tuple[bool, float]) -> tuple[bool, float]:
-        """The key of the subset ``rows``, or ``(short, inf)`` when it cannot be below
-        ``bound``: unsupported against a supported bound, or an unconstrained least-squares
-        residual (a lower bound of the NNLS one) already at or above it."""
+        """The key of the subset ``rows``, or ``(short, inf)`` when it is unsupported (the
+        search looks for supported subsets only) or cannot be below ``bound`` (an
+        unconstrained least-squares residual, a lower bound of the NNLS one, already at or
+        above it)."""
         BT, G = self.nnls.B[rows], self.nnls.G[np.ix_(rows, rows)]
         try:  # (k, N): Y pinv(M), transposed
             C = np.linalg.solve(G, BT)
@@ -512,7 +518,7 @@ class _SubsetKeys:
             S = C.T * np.sqrt(np.diag(G)) if self.rule == "signal" else C.T
             short = bool((_pure_counts(S, self.threshold) < self.need).any())
         lower = self.nnls.yy - float(np.einsum("kn,kn->", C, BT))
-        if (short, self._score(lower)) >= bound:
+        if short or (short, self._score(lower)) >= bound:
             return short, np.inf
         return short, self._score(self.nnls.residual_sq(rows, self.nnls(rows)))
 
@@ -571,8 +577,9 @@ def _pool_key(Y: NDArray[np.floating], P: NDArray[np.float64], *, threshold: flo
                            need=support_needed(Y.shape[0], fraction, min_pixels))
 
     def direct(rows: list[int], bound: tuple[bool, float]) -> tuple[bool, float]:
-        return selection_key(Y, P[rows], threshold=threshold, min_pixels=min_pixels,
-                             rule=rule, by=by, fraction=fraction)
+        key = selection_key(Y, P[rows], threshold=threshold, min_pixels=min_pixels,
+                            rule=rule, by=by, fraction=fraction)
+        return (True, np.inf) if key[0] else key
     return direct
 
 
@@ -611,7 +618,8 @@ def refined(
     others, up to ``rare_rounds`` times; the sets of every round compete under the same key,
     on all pixels. ``selection="residual"``: the lowest score alone, one round (the rule
     before the support test). ``combine="pool"``: then the best ``k`` of the pooled
-    endmembers of every set (:func:`swap_search` from the kept set, same key);
+    endmembers of every set (:func:`swap_search` from the kept set, same key, supported
+    subsets only);
     ``"pool-refined"``: that subset refined once more at the last threshold, kept if its key
     is lower; ``"none"``: the best set as it is. Deterministic for a seed. ``evidence``: a
     dict filled with the decision (pure pixels per kept endmember, the support needed, whether

@@ -421,12 +421,18 @@ def test_subset_keys_equal_selection_key(rule: str) -> None:
     P = np.concatenate([sc.means, sc.means[:2] * 1.3 + 0.05, Y[:3].astype(float)])
     need = support_needed(Y.shape[0])
     keys = _SubsetKeys(Y, P, threshold=0.95, need=need, rule=rule, by="supported")
+    shorts = []
     for rows in ([0, 1, 2, 3], [0, 4, 2, 8], [6, 7, 8, 1]):
         want = selection_key(Y, P[rows], rule=rule)
         got = keys(rows, (True, np.inf))
         assert got[0] == want[0]
+        shorts.append(want[0])
+        if want[0]:  # unsupported subsets are never a move of the search
+            assert got[1] == np.inf
+            continue
         assert got[1] == pytest.approx(want[1], rel=1e-6)
         assert keys(rows, (want[0], want[1] * 0.5))[1] == np.inf
+    assert shorts[0] is False and True in shorts  # both branches ran
 
 
 def test_swap_search_descends_to_the_best_subset_of_a_toy_key() -> None:
