@@ -86,15 +86,16 @@ subsets (it prefers rare extremes, the failure the support test guards against; 
 with the pixels are computed once (:class:`_SubsetKeys`), so a subset's key costs k-space work
 only, and an unconstrained least-squares residual (a lower bound of the NNLS one) rules most
 swaps out without their NNLS.
-The kept endmembers are each a refined fixed point of the set it came from, not necessarily
-of the kept set: refining the kept set once more (``"pool-refined"``) was worse on the
-synthetic scenes (mean SAD over seeds 0-4 worse on six of the eight by 0.0001-0.0055 rad,
-better on one by 0.0007), and so was not chosen. Added after the Jasper Ridge diagnosis
-too. Its one constant bounds the cost: on more than ``DEFAULT_SEARCH_PIXELS`` = 10 000 pixels
-(the size of the scenes the rules were designed on) the search runs on a seeded sample of that
-many, and the subset it finds must still beat the kept set on all pixels. Measured cost:
-1.0-1.1x the extraction time on the 10 000-pixel synthetic scenes, 1.5x on a 100 000-pixel
-scene with k = 10 whose sets are supported (pool of 50: 49 -> 76 s).
+The kept endmembers are each a refined fixed point of the set it came from, not necessarily of
+the kept set: refining the kept set once more (``"pool-refined"``) was worse on the synthetic
+scenes (measured with the first, unrestricted search: mean SAD over seeds 0-4 worse on six of
+the eight by 0.0001-0.0055 rad, better on one by 0.0007), and so was not chosen. Added after
+the Jasper Ridge diagnosis too. Its one constant bounds the cost: on more than
+``DEFAULT_SEARCH_PIXELS`` = 10 000 pixels (the size of the scenes the rules were designed on)
+the search runs on a seeded sample of that many, and the subset it finds must still beat the
+kept set on all pixels. Measured cost: 1.0-1.1x the extraction time on the 10 000-pixel
+synthetic scenes, 1.5x on a 100 000-pixel scene with k = 10 whose sets are supported (pool of
+50: 49 -> 76 s).
 
 Spatial smoothing (:func:`smooth_cube`, a 3x3 mean filter before extraction) helped the starts
 on the synthetic scenes more than :func:`denoise_start` (see the benchmark's smoothing table),

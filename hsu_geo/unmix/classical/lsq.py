@@ -575,8 +575,8 @@ def nnls(Y: ArrayLike, M: ArrayLike, *, max_iter: int = 200, threads: int = 1) -
 
 class _SharedFreeSetMaps(_FreeSetMaps):
     """Free-set maps of the Gram matrix of a subset ``rows`` of an endmember pool (NNLS only),
-    whose free-block pseudo-inverses are shared, keyed by pool rows, with every other subset
-    of the pool: a search over subsets factors each block of pool rows once."""
+    whose free-block inverses are shared, keyed by pool rows, with every other subset of the
+    pool: a search over subsets inverts each block of pool rows once."""
 
     def __init__(self, G: NDArray[np.float64], rows: NDArray[np.intp],
                  shared: dict[bytes, NDArray[np.float64]]) -> None:
@@ -615,7 +615,7 @@ class PoolNNLS:
     directly (pseudo-inverse only when singular), so answers agree to rounding.
     """
 
-    #: shared factorisations kept before the cache is cleared (each at most p² floats)
+    #: shared block inverses kept before the cache is cleared (each at most k² floats)
     MAX_SHARED = 200_000
 
     def __init__(self, Y: ArrayLike, P: ArrayLike) -> None:
