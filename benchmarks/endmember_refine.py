@@ -67,7 +67,7 @@ METHODS = ("vca", "nfindr", "atgp", "vca+refine", "nfindr+refine", "atgp+refine"
 SENSITIVITY: list[tuple[str, str, dict[str, Any]]] = [
     ("default", "default (schedule 0.7→0.8→0.9→0.95, min_pixels 5, neighbours 10, "
      "8 VCA starts, supported set first, min_support 0.1 %, 3 rare-material rounds, "
-     "best k of the pooled endmembers)", {}),
+     "best k of the pooled endmembers, supported subsets only)", {}),
     ("combine", "none: the best start's set (the previous rule)", {"combine": "none"}),
     ("combine", "pool, then refined at 0.95 (kept only if its key is lower)",
      {"combine": "pool-refined"}),
