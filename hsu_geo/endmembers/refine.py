@@ -220,18 +220,26 @@ def _purity(Y: NDArray[np.floating], M: NDArray[np.float64], rule: str) -> NDArr
     return _purity_of_shares(S * norms if rule == "signal" else S)
 
 
+def _top_two(S: NDArray[np.float64]) -> tuple[NDArray[np.intp], NDArray[np.float64],
+                                              NDArray[np.float64]]:
+    """Per row of ``S (N, k)``, ``k >= 2``: the column of the largest ``|s|``, that ``|s|`` and
+    the second largest ``|s|``, each ``(N,)``."""
+    A = np.abs(S)
+    first = np.argmax(A, axis=1)
+    rows = np.arange(S.shape[0])
+    top1 = A[rows, first]
+    A[rows, first] = -1.0  # A is a fresh array: mask the largest
+    return first, top1, A.max(axis=1)
+
+
 def _purity_of_shares(S: NDArray[np.float64]) -> NDArray[np.float64]:
     """Two-sided purity ``(N, k)`` from signed shares ``S (N, k)`` (see :func:`purity`)."""
     k = S.shape[1]
-    A = np.abs(S)
     if k == 1:
         return np.where(S > 0, 1.0, -np.inf)
     # largest |s_i| over i != j, for every j: the top two of each row do it
-    first = np.argmax(A, axis=1)[:, None]  # (N, 1)
-    top1 = np.take_along_axis(A, first, axis=1)
-    np.put_along_axis(A, first, -1.0, axis=1)  # A is a fresh array: mask the largest
-    top2 = A.max(axis=1, keepdims=True)
-    other = np.where(first == np.arange(k)[None, :], top2, top1)  # (N, k)
+    first, top1, top2 = _top_two(S)
+    other = np.where(first[:, None] == np.arange(k)[None, :], top2[:, None], top1[:, None])
     with np.errstate(divide="ignore", invalid="ignore"):
         p = 1.0 - other / S
     return np.where(S > 0, p, -np.inf)
@@ -244,12 +252,9 @@ def _pure_counts(S: NDArray[np.float64], threshold: float) -> NDArray[np.intp]:
     k = S.shape[1]
     if threshold < 0.5 or k == 1:
         return (_purity_of_shares(S) >= threshold).sum(axis=0)
-    A = np.abs(S)
-    first = np.argmax(A, axis=1)
-    rows = np.arange(S.shape[0])
-    s1 = S[rows, first]
-    A[rows, first] = -1.0
-    pure = (s1 > 0) & (A.max(axis=1) <= (1.0 - threshold) * s1)
+    first, top1, top2 = _top_two(S)
+    s1 = S[np.arange(S.shape[0]), first]  # signed: pure only where positive
+    pure = (s1 > 0) & (top2 <= (1.0 - threshold) * top1)
     return np.bincount(first[pure], minlength=k)
 
 
@@ -584,6 +589,41 @@ def _pool_key(Y: NDArray[np.floating], P: NDArray[np.float64], *, threshold: flo
     return direct
 
 
+def _pooled_best(
+    Y: NDArray[np.floating],
+    sets: list[tuple[NDArray[np.float64], NDArray[np.intp]]],
+    best: tuple[tuple[bool, float], NDArray[np.float64], NDArray[np.intp]],
+    *, seed: int, combine: str, threshold: float, min_pixels: int, rule: str, by: str,
+    fraction: float, refine_kw: dict[str, Any],
+) -> tuple[tuple[tuple[bool, float], NDArray[np.float64], NDArray[np.intp]], int, int]:
+    """The best ``k`` of every distinct endmember of ``sets`` (:func:`refined`'s pool search
+    from the kept set ``best = (key, M, idx)``): ``(best, pool size, swaps kept)``. The
+    search runs on at most ``DEFAULT_SEARCH_PIXELS`` seeded pixels; its subset replaces
+    ``best`` only if its key is lower on all pixels."""
+    P, P_idx = endmember_pool(sets)
+    start = _start_rows(P, best[1])
+    if start is None:
+        return best, P.shape[0], 0
+    search = np.arange(Y.shape[0])
+    if Y.shape[0] > DEFAULT_SEARCH_PIXELS:  # bounded cost on large samples
+        search = np.sort(np.random.default_rng(seed).choice(
+            Y.shape[0], DEFAULT_SEARCH_PIXELS, replace=False))
+    pool_key = _pool_key(Y[search], P, threshold=threshold, min_pixels=min_pixels, rule=rule,
+                         by=by, fraction=fraction)
+    chosen, _, swaps = swap_search(P.shape[0], start, pool_key)
+    M, idx = P[chosen], P_idx[chosen]
+    if combine == "pool-refined" and swaps:
+        r = refine_endmembers(Y, M, threshold=threshold, **refine_kw)
+        M, idx = r.M, r.idx
+    if np.array_equal(M, best[1]):
+        return best, P.shape[0], 0
+    exact = selection_key(Y, M, threshold=threshold, min_pixels=min_pixels, rule=rule, by=by,
+                          fraction=fraction)
+    if exact < best[0]:  # on all pixels, not only the searched sample
+        return (exact, M, idx), P.shape[0], swaps
+    return best, P.shape[0], 0
+
+
 def refined(
     Y: ArrayLike,
     k: int,
@@ -672,30 +712,10 @@ def refined(
         set_aside.append(int((~keep).sum()))
     assert best is not None
     swaps, pool_size = 0, 0
-    if combine != "none":  # the best k of every distinct refined endmember of every set
-        P, P_idx = endmember_pool(every)
-        pool_size = P.shape[0]
-        start = _start_rows(P, best[1])
-        if start is not None:
-            search = np.arange(Y.shape[0])
-            if Y.shape[0] > DEFAULT_SEARCH_PIXELS:  # bounded cost on large samples
-                search = np.sort(np.random.default_rng(seed).choice(
-                    Y.shape[0], DEFAULT_SEARCH_PIXELS, replace=False))
-            pool_key = _pool_key(Y[search], P, threshold=stages[-1], min_pixels=mp,
-                                 rule=rule, by=selection, fraction=min_support)
-            chosen, _, swaps = swap_search(pool_size, start, pool_key)
-            M_c, idx_c = P[chosen], P_idx[chosen]
-            if combine == "pool-refined" and swaps:
-                r = refine_endmembers(Y, M_c, threshold=stages[-1], **refine_kw)
-                M_c, idx_c = r.M, r.idx
-            exact = best[0] if np.array_equal(M_c, best[1]) else selection_key(
-                Y, M_c, threshold=stages[-1], min_pixels=mp, rule=rule, by=selection,
-                fraction=min_support)
-            if exact < best[0]:  # on all pixels, not only the searched sample
-                best = (exact, M_c, idx_c)
-            else:
-                swaps = 0
-    M_out, idx_out = best[1], best[2]
+    if combine != "none":
+        best, pool_size, swaps = _pooled_best(
+            Y, every, best, seed=seed, combine=combine, threshold=stages[-1], min_pixels=mp,
+            rule=rule, by=selection, fraction=min_support, refine_kw=refine_kw)
     if evidence is not None:
         evidence.update({
             "rule": selection, "support_needed": need,
@@ -705,7 +725,7 @@ def refined(
             "rounds": rounds, "round_kept": best_round,
             "pixels_set_aside": set_aside[best_round], "pool_size": pool_size,
             "swaps": swaps})
-    return M_out, idx_out
+    return best[1], best[2]
 
 
 def refine_extractor(base: Callable[..., tuple[NDArray[np.float64], NDArray[np.intp]]],

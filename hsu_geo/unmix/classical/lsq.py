@@ -254,13 +254,17 @@ class _FreeSetMaps:
         self.cache: dict[object, NDArray[np.float64]] = {}
 
     def get(self, free: NDArray[np.bool_], key: object = None) -> NDArray[np.float64]:
+        """The map of free set ``free (k,)`` (``key``: its cache key, default its bytes)."""
         if key is None:
             key = np.asarray(free, dtype=bool).tobytes()
         hit = self.cache.get(key)
-        if hit is not None:
-            return hit
+        if hit is None:
+            hit = self.cache[key] = self._build(np.flatnonzero(free))
+        return hit
+
+    def _build(self, f: NDArray[np.intp]) -> NDArray[np.float64]:
+        """The ``(k, k + 1)`` map of the free coefficients ``f``."""
         k = self.k
-        f = np.flatnonzero(free)
         Haug = np.zeros((k, k + 1))
         if f.size:
             Gff = self.G[np.ix_(f, f)]
@@ -275,7 +279,6 @@ class _FreeSetMaps:
                 Haug[f, k] = Ki[:m, m]
             else:
                 Haug[np.ix_(f, f)] = np.linalg.pinv(Gff, hermitian=True)
-        self.cache[key] = Haug
         return Haug
 
 
@@ -583,13 +586,7 @@ class _SharedFreeSetMaps(_FreeSetMaps):
         super().__init__(G, False)
         self.rows, self.shared = rows, shared
 
-    def get(self, free: NDArray[np.bool_], key: object = None) -> NDArray[np.float64]:
-        if key is None:
-            key = np.asarray(free, dtype=bool).tobytes()
-        hit = self.cache.get(key)
-        if hit is not None:
-            return hit
-        f = np.flatnonzero(free)
+    def _build(self, f: NDArray[np.intp]) -> NDArray[np.float64]:
         f = f[np.argsort(self.rows[f])]  # pool order: the same block in every subset
         block = self.rows[f].tobytes()
         inv = self.shared.get(block)
@@ -603,7 +600,6 @@ class _SharedFreeSetMaps(_FreeSetMaps):
         Haug = np.zeros((self.k, self.k + 1))
         if inv is not None:
             Haug[np.ix_(f, f)] = inv
-        self.cache[key] = Haug
         return Haug
 
 
