@@ -1,6 +1,6 @@
 """How well ``-k auto`` (:func:`hsu_geo.endmembers.count.estimate_count`) counts endmembers.
 
-Prints five tables:
+Prints six tables:
 
 1. **Synthetic accuracy** — k = 3…10 × SNR 20/30/40 dB × seeds 0…4 × six scene variants
    (below): % exact and % within ±1, for the estimator, HySime and NWHFC.
@@ -13,8 +13,13 @@ Prints five tables:
 4. **Sensitivity to tau** (the main constant): synthetic accuracy and real estimates for each
    tau. **Sensitivity to the noise window w**: the same for w = 0 (HySime's regression) … 4.
 5. **Design** (``--design``): how tau was chosen, on *separate* synthetic seeds 100…109 only:
-   the share of the above-noise signal carried by the weakest true endmember, and the exact
-   rate at 30/40 dB for each tau.
+   the share of the above-noise signal carried by the weakest true endmember's component, the
+   exact rate at 30 and 40 dB for each tau, and the rule's pick (the largest tau of the grid
+   below the 1st percentile of that share, so that 99 % of the weakest endmembers count).
+6. **Stability over tiles of one scene**: the 18 EnMAP Potsdam tiles (held out: not looked at
+   while the share rule was designed) and nine 32 x 32 tiles each of Samson, Jasper Ridge and
+   MUUFL (development), for the default and for the previous rule (the smallest k leaving at
+   most 1e-3 of the signal unexplained), which Tables 2 and 6 keep for comparison.
 
 Synthetic scenes: ``n`` pixels (default 1600 = 40 x 40) of k minerals drawn from the bundled
 USGS library (:func:`hsu_geo.endmembers.library.load_usgs_library`) resampled to 10 nm bands,
@@ -52,9 +57,11 @@ import numpy as np  # noqa: E402
 
 from hsu_geo.endmembers.count import (  # noqa: E402
     TAU,
+    TAU_GRID,
     WINDOW,
     _k_for_tau,
     hfc_count,
+    signal_shares,
     signal_spectrum,
 )
 from hsu_geo.endmembers.hysime import hysime  # noqa: E402
@@ -64,7 +71,10 @@ REPO = Path(__file__).resolve().parents[1]
 KS = range(3, 11)
 SNRS = (20.0, 30.0, 40.0)
 VARIANTS = ("pure", "no-pure", "coloured", "correlated", "bright", "smooth")
-TAUS = (1e-2, 3e-3, 2e-3, 1e-3, 5e-4, 3e-4, 1e-4)
+TAUS = TAU_GRID
+#: the previous rule, kept for comparison: the smallest k leaving <= 1e-3 of the signal unexplained
+PREVIOUS_TAIL = 1e-3
+TILE = 32
 WINDOWS = (0, 1, 2, 3, 4)
 MIN_ANGLE_RAD = 0.1
 REFERENCE_K = {"samson": "3", "jasper_ridge": "4", "moffett": "3", "muufl": "5",
@@ -180,6 +190,16 @@ def _spec(Y: np.ndarray, window: int = WINDOW) -> dict | str:
         return f"{type(exc).__name__}: {exc}"
 
 
+def _k_previous(spec: dict) -> int:
+    """The previous rule (cumulative tail): the smallest ``k`` whose first ``k`` components
+    leave at most ``PREVIOUS_TAIL`` of the above-noise signal unexplained."""
+    k_sig = spec["k_significant"]
+    if k_sig <= 1:
+        return k_sig
+    hits = np.flatnonzero(spec["unexplained"][: k_sig - 1] <= PREVIOUS_TAIL)
+    return int(hits[0]) + 1 if hits.size else k_sig
+
+
 def _pct(hits: list[bool]) -> str:
     return f"{100 * np.mean(hits):5.1f}" if hits else "   - "
 
@@ -199,6 +219,7 @@ def synthetic_tables(seeds: range, n: int) -> list[dict]:
         rows.append({"variant": variant, "snr": snr, "k": k, "seed": seed,
                      "est": {(w, t): _k_for_tau(s, t) for w, s in specs.items() for t in TAUS},
                      "sig": specs[WINDOW]["k_significant"], "hysime": hysime(Y).k,
+                     "previous": _k_previous(specs[WINDOW]),
                      "nwhfc": hfc_count(Y)})
     print(f"({len(rows)} synthetic scenes, {time.perf_counter() - t0:.0f} s)\n")
 
@@ -221,18 +242,25 @@ def synthetic_tables(seeds: range, n: int) -> list[dict]:
         cells += acc([r for r in rows if r["snr"] == s], ours)
     print("| all | " + " | ".join(cells) + " |")
 
-    print("\nTable 2 - per variant, % exact / % within +-1 (k 3-10 pooled); HySime and NWHFC "
-          "(alpha 1e-3) on the same scenes; mean estimate - truth\n")
-    print("| variant | SNR | auto exact | auto +-1 | HySime exact | HySime +-1 | NWHFC exact | "
-          "NWHFC +-1 | bias auto | bias HySime |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("\nTable 2 - per variant, % exact / % within +-1 (k 3-10 pooled); the previous rule "
+          f"(cumulative tail <= {PREVIOUS_TAIL:g}), HySime and NWHFC (alpha 1e-3) on the same "
+          "scenes; mean estimate - truth\n")
+    print("| variant | SNR | auto exact | auto +-1 | previous exact | previous +-1 | "
+          "HySime exact | HySime +-1 | NWHFC exact | NWHFC +-1 | bias auto | bias HySime |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for v, s in itertools.product(VARIANTS, SNRS):
         sel = [r for r in rows if r["variant"] == v and r["snr"] == s]
         a, h, f = acc(sel, ours), acc(sel, lambda r: r["hysime"]), acc(sel, lambda r: r["nwhfc"])
+        p = acc(sel, lambda r: r["previous"])
         b1 = np.mean([ours(r) - r["k"] for r in sel])
         b2 = np.mean([r["hysime"] - r["k"] for r in sel])
-        print(f"| {v} | {s:g} | {a[0]} | {a[1]} | {h[0]} | {h[1]} | {f[0]} | {f[1]} | "
-              f"{b1:+.2f} | {b2:+.1f} |")
+        print(f"| {v} | {s:g} | {a[0]} | {a[1]} | {p[0]} | {p[1]} | {h[0]} | {h[1]} | {f[0]} | "
+              f"{f[1]} | {b1:+.2f} | {b2:+.1f} |")
+    cells = []
+    for s in SNRS:
+        cells += acc([r for r in rows if r["snr"] == s], lambda r: r["previous"])
+    print("\nprevious rule, all variants, % exact / +-1 at " + ", ".join(
+        f"{s:g} dB {cells[2 * i].strip()}/{cells[2 * i + 1].strip()}" for i, s in enumerate(SNRS)))
     return rows
 
 
@@ -298,20 +326,59 @@ def design_table(n: int, seeds: range) -> None:
     """How tau was chosen: synthetic design seeds only (disjoint from the evaluation seeds)."""
     print(f"\nTable 5 - design of tau on synthetic seeds {seeds.start}-{seeds.stop - 1} "
           f"({len(VARIANTS)} variants, k 3-10, 30 and 40 dB; w = {WINDOW})\n")
-    weakest, hits = [], {t: [] for t in TAUS}
+    weakest, hits = [], {(t, snr): [] for t in TAUS for snr in (30.0, 40.0)}
     for variant, snr, k, seed in itertools.product(VARIANTS, (30.0, 40.0), KS, seeds):
         spec = signal_spectrum(synthetic_scene(k, snr, seed, variant, n))
         if spec["k_significant"] >= k:
-            weakest.append(float(spec["unexplained"][k - 2]))
+            weakest.append(float(signal_shares(spec)[k - 2]))
         for t in TAUS:
-            hits[t].append(_k_for_tau(spec, t) == k)
+            hits[(t, snr)].append(_k_for_tau(spec, t) == k)
     q = np.percentile(weakest, [1, 5, 10, 25, 50])
-    print(f"share of the above-noise signal carried by the weakest true endmember "
+    print(f"share of the above-noise signal carried by the weakest true endmember's component "
           f"({len(weakest)} scenes where all k are significant): percentiles 1/5/10/25/50 = "
           + ", ".join(f"{v:.2g}" for v in q))
-    print("\n| tau | exact at 30/40 dB |\n|---|---:|")
+    rate = {key: 100 * float(np.mean(v)) for key, v in hits.items()}
+    pick = max(t for t in TAUS if t < q[0])
+    print("\n| tau | exact at 30 dB | exact at 40 dB |\n|---|---:|---:|")
     for t in TAUS:
-        print(f"| {t:g} | {_pct(hits[t])} |")
+        print(f"| {t:g}{' (rule)' if t == pick else ''} | {rate[(t, 30.0)]:5.1f} | "
+              f"{rate[(t, 40.0)]:5.1f} |")
+    print(f"\nrule: the largest tau of the grid below the 1st percentile of the weakest true "
+          f"endmember's share ({q[0]:.2g}), so that 99 % of those endmembers count -> {pick:g} "
+          f"(default {TAU:g})")
+
+
+def tile_table(data: Path, scenes: dict[str, dict | str]) -> None:
+    """Stability over the tiles of one scene: the EnMAP Potsdam tiles (held out) and 32 x 32
+    tiles of Samson, Jasper Ridge and MUUFL (development: the share rule was designed on them)."""
+    import scipy.io as sio
+
+    from hsu_geo.datasets import load_jasper_ridge, load_samson
+
+    cubes = {s.name: s.cube.transpose(1, 2, 0) for s in (load_samson(data),
+                                                         load_jasper_ridge(data))}
+    cubes["muufl"] = sio.loadmat(data / "muufl_gulfport/muffle_dataset_130_90.mat")["Y"]
+    groups: dict[str, list[dict]] = {}
+    for name, cube in cubes.items():
+        H, W, L = cube.shape
+        for i, j in itertools.product(sorted({0, (H - TILE) // 2, H - TILE}),
+                                      sorted({0, (W - TILE) // 2, W - TILE})):
+            Y = np.asarray(cube[i:i + TILE, j:j + TILE], dtype=np.float64).reshape(-1, L)
+            groups.setdefault(f"{name} (development)", []).append(signal_spectrum(Y))
+    groups["EnMAP Potsdam (held out)"] = [s[WINDOW] for n, s in scenes.items()
+                                          if n.startswith("enmap_potsdam_tiles")
+                                          and isinstance(s, dict)]
+    print(f"\nTable 6 - stability over {TILE} x {TILE} tiles of one scene (issue 10: every tile "
+          "within +-2 of the median)\n")
+    print("| scene | tiles | -k auto range (median) | within +-2 | previous rule range (median) "
+          "| within +-2 |\n|---|---:|---|---:|---|---:|")
+    for name, specs in groups.items():
+        cells = []
+        for rule in (lambda s: _k_for_tau(s, TAU), _k_previous):
+            ks = np.array([rule(s) for s in specs])
+            cells += [f"{ks.min()}-{ks.max()} ({np.median(ks):g})",
+                      f"{int(np.sum(np.abs(ks - np.median(ks)) <= 2))}/{ks.size}"]
+        print(f"| {name} | {len(specs)} | " + " | ".join(cells) + " |")
 
 
 def main() -> None:
@@ -328,6 +395,8 @@ def main() -> None:
     if not specs:
         print(f"\n(real data not found at {args.data}; real-scene tables skipped)")
     sensitivity_tables(rows, specs)
+    if specs:
+        tile_table(args.data, specs)
     if args.design:
         design_table(args.pixels, range(100, 110))
 

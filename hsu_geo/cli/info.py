@@ -102,8 +102,8 @@ def _print_k(est: dict[str, Any]) -> None:
         click.echo(f"Endmembers   -k auto cannot estimate: {est['error']}")
         return
     click.echo(f"Endmembers   {est['k']} (-k auto: {est['k_significant']} components above the "
-               f"noise, the first {est['k']} leave <= {100 * est['tau']:g} % of the signal "
-               f"unexplained; HySime would say {est['hysime_k']})")
+               f"noise, {est['k'] - 1} beyond the mean carry >= {100 * est['tau']:g} % of the "
+               f"signal each; HySime would say {est['hysime_k']})")
 
 
 def _print_text(rec: dict[str, Any]) -> None:
