@@ -1,4 +1,4 @@
-"""How many endmembers: noise-whitened signal subspace + explained-signal rule (``-k auto``).
+"""How many endmembers: noise-whitened signal subspace + signal-share rule (``-k auto``).
 
 Shapes: pixels are rows, ``Y (N, L)``. Everything is computed from the non-centred Gram matrix
 ``YᵀY`` (one pass over the pixels, O(L²) memory), so a 100 000-pixel sample is cheap.
@@ -31,9 +31,10 @@ Method (:func:`estimate_count`):
    component is the mean / brightness direction; every other significant component counts as
    an endmember when it carries at least ``tau`` of the above-noise signal ``Σ_{j≥2} ℓ_j``, so
    ``k = 1 + #{j ≥ 2 : ℓ_j ≥ tau Σ_{i≥2} ℓ_i}``. Real scenes are far above the noise in dozens of
-   directions (spectral variability, sensor artefacts: 29-43 significant components on each
-   32 x 32 EnMAP, Samson or Jasper Ridge tile), so a test against the noise alone cannot give
-   a useful endmember count there; the share rule does not depend on the SNR or on ``N``.
+   directions (spectral variability, sensor artefacts: 32-43 significant components on each
+   32 x 32 EnMAP tile, 29-34 on Samson's, 21-22 on Jasper Ridge's), so a test against the
+   noise alone cannot give a useful endmember count there; the share rule does not depend on
+   the SNR or on ``N``.
    Most of those directions form a flat floor of weak components (0.3-0.9e-4 of the signal
    each on Samson tiles) that continue the noise bulk: the whitened bulk of real tiles is
    wider than the Marchenko-Pastur law (its median 0.66-0.78 against 0.95), so the noise
