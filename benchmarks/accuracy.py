@@ -339,11 +339,15 @@ def run_cell(spec: Mapping[str, Any]) -> dict[str, Any]:
     from hsu_geo.config import UnmixOptions
     from hsu_geo.evaluate import evaluate_folder
     from hsu_geo.pipeline import run_unmix
+    from hsu_geo.unmix import MODELS
 
+    # sparse unmixing selects its own endmembers from the library: -k does not apply
+    k = "auto" if getattr(MODELS.get(spec["model"]), "selects_from_library", False) \
+        else str(spec["k"])
     runs = []
     for seed in spec["seeds"]:
         out = Path(spec["out"]) / f"seed{seed}"
-        opts = UnmixOptions(model=spec["model"], k=str(spec["k"]), seed=int(seed),
+        opts = UnmixOptions(model=spec["model"], k=k, seed=int(seed),
                             device=spec["device"], settings=dict(spec["settings"]),
                             **({"extractor": spec["extractor"]} if spec["extractor"] else {}))
         t0, c0 = time.perf_counter(), time.process_time()

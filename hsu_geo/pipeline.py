@@ -96,6 +96,34 @@ def _library_endmembers(cube: xr.DataArray, opts: UnmixOptions,
                       [None] * M.shape[0])
 
 
+def check_k_applies(opts: UnmixOptions) -> None:
+    """Refuse, before any scene I/O, a numeric ``-k`` that the endmember source would ignore:
+    ``-m sunsal``/``sunsal_tv`` select from the library themselves, and ``--library`` /
+    ``--endmembers`` fix the endmembers (a ``-k`` equal to their number is accepted)."""
+    if str(opts.k).lower() == "auto" or opts.load_model:
+        return
+    if getattr(MODELS.get(opts.model), "selects_from_library", False):
+        raise ConfigError(f"-k {opts.k} does not apply to -m {opts.model}: it selects the "
+                          "endmembers from the library itself; drop -k (or k: in the preset)")
+    if not (opts.library or opts.endmembers):
+        return
+    if opts.endmembers:
+        from hsu_geo.endmembers.library_io import read_library
+
+        n, source = len(read_library(opts.endmembers).names), f"--endmembers {opts.endmembers}"
+    else:
+        from hsu_geo.endmembers.library import load_usgs_library
+
+        name, _, names = str(opts.library).partition(":")
+        if name.lower() != "usgs":
+            return  # _library_endmembers names the problem
+        n = len(load_usgs_library([m for m in names.split(",") if m] or None).names)
+        source = f"--library {opts.library}"
+    if str(opts.k).strip() != str(n):
+        raise ConfigError(f"-k {opts.k} does not match the {n} endmember(s) of {source}, which "
+                          "set the endmembers; drop -k (or k: in the preset)")
+
+
 def _extracted_endmembers(Y: np.ndarray, cube: xr.DataArray, opts: UnmixOptions
                           ) -> Endmembers:
     from hsu_geo.endmembers.count import MIN_NOISE_DOF, estimate_count
@@ -551,6 +579,7 @@ def run_unmix(
         MODELS.get(opts.model)  # unknown model: fail before any I/O
         make_config(MODELS.get(opts.model).Config, opts.settings)
         device_for(MODELS.get(opts.model), opts.device)
+        check_k_applies(opts)
     if opts.save_model:
         from hsu_geo.unmix.deep.base import DeepUnmixer
 

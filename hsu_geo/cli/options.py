@@ -98,7 +98,9 @@ _model_opts = (
                  help="Model name (see `hsu-geo models`). [default: fcls]"),
     click.option("-k", "k", type=KType(), default=None, metavar="N|auto",
                  help="Number of endmembers to extract, or 'auto' (estimated from the "
-                      "scene; see `hsu-geo info --estimate-k`). [default: auto]"),
+                      "scene; see `hsu-geo info --estimate-k`). With --library/--endmembers "
+                      "the library sets them (a -k must equal its count); sunsal selects its "
+                      "own. [default: auto]"),
     click.option("--extractor", default=None,
                  help="Endmember extractor: refined (class means from pure pixels, "
                       "multi-start), vca, nfindr, atgp (extreme pixels), or vca+refine, "
@@ -182,4 +184,7 @@ def effective_options(ctx: click.Context, preset: str | None, settings: tuple[st
     if settings:
         opts = opts.updated(settings={**base.settings, **parse_settings(settings)})
     check_input_files(opts)  # /dev/zero, a FIFO or a huge file fails now, before any scene I/O
+    from hsu_geo.pipeline import check_k_applies
+
+    check_k_applies(opts)  # batch: before any scene, not once per scene
     return opts

@@ -82,6 +82,7 @@ def test_preset_values_and_flags_that_override_them(tmp_path: Path) -> None:
     (("{tmp}/in", "-o", "{tmp}/out", "--save-model", "{tmp}/m.pt"),
      "--save-model in a batch needs --train-on SCENE_ID"),
     (("{tmp}/in", "-o", "{tmp}/out", "--distribute", "nodes"), "Invalid value for '--distribute'"),
+    (("{tmp}/in", "-o", "{tmp}/out", "-m", "sunsal", "-k", "4"), "-k 4 does not apply"),
 ])
 def test_bad_input_is_one_line_error(tmp_path: Path, args: tuple[str, ...],
                                      message: str) -> None:
@@ -92,6 +93,7 @@ def test_bad_input_is_one_line_error(tmp_path: Path, args: tuple[str, ...],
     assert result.exit_code in (1, 2)
     assert message in result.stderr
     assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()  # refused before any scene
 
 
 def _glob_live(folder: Path, pattern: str) -> list[Path]:

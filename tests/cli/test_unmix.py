@@ -103,6 +103,8 @@ def test_existing_outputs_are_kept_without_overwrite(tmp_path):
     (("--set", "oops"), "key=value"),
     (("--library", "usgs:unobtainium"), "unobtainium"),
     (("--library", "ecostress"), "usgs"),
+    (("-m", "sunsal", "-k", "4"), "-k 4 does not apply to -m sunsal"),
+    (("--library", "usgs:alunite,calcite", "-k", "3"), "does not match the 2 endmember(s)"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, args, needle):
     msg = one_line_error(invoke("unmix", SAMPLE, "-o", tmp_path, "-q", *args))
@@ -117,6 +119,22 @@ def test_endmember_csv_that_does_not_cover_the_scene(tmp_path):
     csv.write_text("wavelength_nm,soil,leaf\n" + rows + "\n")
     msg = one_line_error(invoke("unmix", SAMPLE, "--endmembers", csv, "-o", tmp_path / "o"))
     assert "cover" in msg
+
+
+def test_k_equal_to_the_library_size_is_accepted(tmp_path):
+    """-k is redundant with --library/--endmembers, so it must match their count; then it runs."""
+    csv = tmp_path / "em.csv"
+    wl = np.arange(350, 2601, 10)
+    csv.write_text("wavelength_nm,soil,leaf\n"
+                   + "\n".join(f"{w},{0.2 + w / 1e4},{0.5}" for w in wl) + "\n")
+    msg = one_line_error(invoke("unmix", SAMPLE, "--endmembers", csv, "-k", "3",
+                                "-o", tmp_path / "o"))
+    assert "does not match the 2 endmember(s) of --endmembers" in msg
+    res = invoke("unmix", SAMPLE, "--library", "usgs:alunite,calcite", "-k", "2",
+                 "-o", tmp_path / "lib", "-q")
+    assert res.exit_code == 0, res.output
+    with rasterio.open(next((tmp_path / "lib").glob("*_abundance.tif"))) as src:
+        assert src.count == 2
 
 
 def test_library_endmembers_on_a_radiance_scene_are_refused(tmp_path):
