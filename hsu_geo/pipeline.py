@@ -105,8 +105,8 @@ def check_k_applies(opts: UnmixOptions) -> None:
     if getattr(MODELS.get(opts.model), "selects_from_library", False):
         raise ConfigError(f"-k {opts.k} does not apply to -m {opts.model}: it selects the "
                           "endmembers from the library itself; drop -k (or k: in the preset)")
-    if not (opts.library or opts.endmembers):
-        return
+    if not (opts.library or opts.endmembers) or (opts.library and opts.endmembers):
+        return  # no library, or both (_library_endmembers refuses that)
     if opts.endmembers:
         from hsu_geo.endmembers.library_io import read_library
 
