@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
@@ -32,6 +32,9 @@ from hsu_geo.unmix.adapter import apply_unmixer
 from hsu_geo.unmix.base import Unmixer, make_config
 from hsu_geo.unmix.device import device_for, resolve_device
 from hsu_geo.unmix.sanity import check_endmembers, check_fit, check_sample
+
+if TYPE_CHECKING:
+    from hsu_geo.endmembers.library import SpectralLibrary
 
 log = logging.getLogger(__name__)
 
@@ -63,25 +66,31 @@ def scene_id_of(cube: xr.DataArray) -> str:
     return safe_id(str(cube.attrs.get("product_id") or "scene"))
 
 
+def _library_source(opts: UnmixOptions) -> tuple[SpectralLibrary, str]:
+    """``(SpectralLibrary, source label)`` of ``--endmembers`` or ``--library`` (default: the
+    whole bundled USGS library), on the library's own wavelength grid."""
+    from hsu_geo.endmembers.library import load_usgs_library
+    from hsu_geo.endmembers.library_io import read_library
+
+    if opts.endmembers:
+        return read_library(opts.endmembers), f"file:{opts.endmembers}"
+    name, _, names = str(opts.library or "usgs").partition(":")
+    if name.lower() != "usgs":
+        raise ConfigError(f"unknown library {name!r}; the bundled one is 'usgs' "
+                          "(e.g. --library usgs:alunite,kaolinite)")
+    return (load_usgs_library([n for n in names.split(",") if n] or None),
+            f"library:{opts.library or 'usgs'}")
+
+
 def _library_endmembers(cube: xr.DataArray, opts: UnmixOptions,
                         sparse: bool = False) -> Endmembers:
     """Library/CSV endmembers on the cube's bands; ``sparse`` (sunsal): the whole bundled USGS
     library by default and no limit of one band per endmember."""
-    from hsu_geo.endmembers.library import load_usgs_library, resample_to_bands
-    from hsu_geo.endmembers.library_io import read_library
+    from hsu_geo.endmembers.library import resample_to_bands
 
     if opts.endmembers and opts.library:
         raise ConfigError("give either --endmembers CSV or --library, not both")
-    if opts.endmembers:
-        lib = read_library(opts.endmembers)
-        source = f"file:{opts.endmembers}"
-    else:
-        name, _, names = str(opts.library or "usgs").partition(":")
-        if name.lower() != "usgs":
-            raise ConfigError(f"unknown library {name!r}; the bundled one is 'usgs' "
-                              "(e.g. --library usgs:alunite,kaolinite)")
-        lib = load_usgs_library([n for n in names.split(",") if n] or None)
-        source = f"library:{opts.library or 'usgs'}"
+    lib, source = _library_source(opts)
     if cube.attrs.get("quantity") != "reflectance":
         raise EndmemberError(
             f"library/CSV endmembers are reflectance but the scene holds "
@@ -107,18 +116,8 @@ def check_k_applies(opts: UnmixOptions) -> None:
                           "endmembers from the library itself; drop -k (or k: in the preset)")
     if not (opts.library or opts.endmembers) or (opts.library and opts.endmembers):
         return  # no library, or both (_library_endmembers refuses that)
-    if opts.endmembers:
-        from hsu_geo.endmembers.library_io import read_library
-
-        n, source = len(read_library(opts.endmembers).names), f"--endmembers {opts.endmembers}"
-    else:
-        from hsu_geo.endmembers.library import load_usgs_library
-
-        name, _, names = str(opts.library).partition(":")
-        if name.lower() != "usgs":
-            return  # _library_endmembers names the problem
-        n = len(load_usgs_library([m for m in names.split(",") if m] or None).names)
-        source = f"--library {opts.library}"
+    n = len(_library_source(opts)[0].names)  # an unknown library is named here already
+    source = f"--endmembers {opts.endmembers}" if opts.endmembers else f"--library {opts.library}"
     if str(opts.k).strip() != str(n):
         raise ConfigError(f"-k {opts.k} does not match the {n} endmember(s) of {source}, which "
                           "set the endmembers; drop -k (or k: in the preset)")

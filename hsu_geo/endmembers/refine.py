@@ -519,14 +519,14 @@ class _SubsetKeys:
             C = np.linalg.solve(G, BT)
         except np.linalg.LinAlgError:  # singular: two pool rows parallel
             C = np.linalg.lstsq(G, BT, rcond=None)[0]
-        short = False
         if self.by == "supported":
             S = C.T * np.sqrt(np.diag(G)) if self.rule == "signal" else C.T
-            short = bool((_pure_counts(S, self.threshold) < self.need).any())
+            if (_pure_counts(S, self.threshold) < self.need).any():
+                return True, np.inf
         lower = self.nnls.yy - float(np.einsum("kn,kn->", C, BT))
-        if short or (short, self._score(lower)) >= bound:
-            return short, np.inf
-        return short, self._score(self.nnls.residual_sq(rows, self.nnls(rows)))
+        if (False, self._score(lower)) >= bound:
+            return False, np.inf
+        return False, self._score(self.nnls.residual_sq(rows, self.nnls(rows)))
 
     def _score(self, residual_sq: float) -> float:
         """:func:`selection_score` from the summed squared residual."""
