@@ -229,7 +229,7 @@ def evaluate(tests: list[TestSpectrum], wl: np.ndarray, fw: np.ndarray,
             parts = nm.name.split(" or ")
             decision = ("em" if nm.name.startswith("em_") else
                         "right" if len(parts) == 1 and parts[0] in t.truth else
-                        "either" if len(parts) == 2 and set(parts) & set(t.truth) else "wrong")
+                        "either" if len(parts) >= 2 and set(parts) & set(t.truth) else "wrong")
             rows.append({"id": t.sid, "truth": "/".join(t.truth), "same_sample": t.same_sample,
                          "name": nm.name, "confidence": nm.confidence,
                          "top1": bool(cands[:1] and cands[0] in t.truth),

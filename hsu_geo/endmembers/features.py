@@ -32,7 +32,11 @@ OFR 2011-1155). This module does that:
    within :data:`AMBIGUITY_MARGIN` give ``"A or B"``; otherwise ``em_<i>``. A mineral whose
    diagnostic windows (those outside the atmospheric water-vapour bands) lie mostly in dropped
    or uncovered bands cannot be decided on this band set: when it is the best candidate the
-   spectrum stays ``em_<i>`` and the result says why.
+   spectrum stays ``em_<i>`` and the result says why. A spectrum without any absorption outside
+   the atmospheric water-vapour bands is *featureless*: it is named after the library's
+   featureless minerals (no diagnostic window outside those bands: quartz, orthoclase, halite),
+   closest continuum shape first, when it is bright enough to be one of them
+   (:func:`_featureless_name`).
 
 Window constants are set a priori (typical Tetracorder values: 2 % minimum band depth, doublets
 merged, water-vapour bands secondary). The decision thresholds MIN_FIT and MAX_ANGLE_RAD were
@@ -85,6 +89,13 @@ MAX_ANGLE_RAD = 0.3
 AMBIGUITY_MARGIN = 0.02
 #: reference grid on which library windows are derived (nm)
 REFERENCE_GRID_NM = (400.0, 2500.0, 5.0)
+#: a featureless spectrum is named after featureless library minerals (quartz, feldspars,
+#: halite) only when its mean reflectance is at least this: half the mean reflectance of the
+#: darkest featureless mineral of the bundled library (orthoclase, 0.79 on 400-2500 nm), fixed
+#: a priori from the library; darker featureless spectra are shade, water or dark surfaces
+FEATURELESS_MIN_REFLECTANCE = 0.4
+#: a mean above this means the spectrum is not on a 0-1 reflectance scale (percent, x10000)
+MAX_UNIT_REFLECTANCE = 1.5
 
 
 # --------------------------------------------------------------------------------------------
@@ -363,6 +374,9 @@ class FeatureMatch:
         windows: per mineral, its diagnostic windows (from the library spectrum).
         features: per spectrum, its absorptions (deepest first).
         angle: (n, m) full-spectrum spectral angle (rad), for the consistency check.
+        featureless: (m,) True for a mineral without any diagnostic window outside the
+            atmospheric water-vapour bands (quartz, orthoclase, halite in the bundled library).
+        brightness: (n,) mean reflectance of each spectrum over the matched bands.
     """
 
     names: list[str]
@@ -374,6 +388,12 @@ class FeatureMatch:
     windows: list[list[Window]]
     features: list[list[Feature]]
     angle: np.ndarray | None = None
+    featureless: np.ndarray | None = None
+    brightness: np.ndarray | None = None
+
+
+def _atmospheric(centre_nm: float) -> bool:
+    return any(a <= centre_nm <= b for a, b in ATMOSPHERIC_WATER_NM)
 
 
 def _reference_grid(lib: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -493,8 +513,10 @@ def match_features(M: np.ndarray, wavelength_nm: Sequence[float] | np.ndarray,
     na = np.linalg.norm(X, axis=1)[:, None] * np.linalg.norm(R, axis=1)[None, :]
     with np.errstate(invalid="ignore", divide="ignore"):
         angle = np.arccos(np.clip(np.nan_to_num((X @ R.T) / na, nan=-1.0), -1.0, 1.0))
+    featureless = np.array([not any(w.primary for w in ws) for ws in windows], dtype=bool)
     return FeatureMatch(list(names), score, lib_fit, own_fit, coverage, missing,
-                        [list(w) for w in windows], features, angle)
+                        [list(w) for w in windows], features, angle, featureless,
+                        X.mean(axis=1) if wl.size else np.full(n, np.nan))
 
 
 # --------------------------------------------------------------------------------------------
@@ -549,11 +571,8 @@ def decide_names(match: FeatureMatch, wavelength_nm: Sequence[float] | np.ndarra
                                "coverage": round(float(match.coverage[j]), 3)}
                               for j in ranked[:3]]
         fallback = f"em_{i + 1}"
-        if not match.features[i]:
-            info["decision"] = "no_features"
-            info["reason"] = (f"no absorption deeper than {100 * MIN_DEPTH:g} % after continuum "
-                              "removal, so no mineral can be identified by its features")
-            out.append(FeatureName(fallback, math.nan, 0.0, cands, info))
+        if not any(not _atmospheric(f.centre_nm) for f in match.features[i]):
+            out.append(_featureless_name(match, i, info, max_angle))
             continue
         if not ranked:
             info["decision"] = "undecidable"
@@ -618,6 +637,56 @@ def decide_names(match: FeatureMatch, wavelength_nm: Sequence[float] | np.ndarra
         out.append(FeatureName(names[j1], s1, round(conf, 4), cands, info))
     return out
 
+
+def _featureless_name(match: FeatureMatch, i: int, info: dict[str, Any],
+                      max_angle: float) -> FeatureName:
+    """Spectrum ``i`` has no absorption outside the atmospheric water-vapour bands: it can only
+    be one of the library's featureless minerals (bright, colourless: quartz, feldspars,
+    halite), which the VSWIR cannot tell apart, so they are ranked by full-spectrum angle
+    (continuum shape) and the three closest are named together ("A or B or C"), with
+    confidence 0. A dark spectrum (mean reflectance below
+    :data:`FEATURELESS_MIN_REFLECTANCE`: shade, water, dark surfaces), one not on a 0-1 scale,
+    or one far in angle stays ``em_<i>``."""
+    fallback = f"em_{i + 1}"
+    base = (f"no absorption deeper than {100 * MIN_DEPTH:g} % outside the atmospheric water "
+            "bands after continuum removal")
+    flib = [] if match.featureless is None or match.angle is None else \
+        [j for j in np.flatnonzero(match.featureless) if np.isfinite(match.angle[i, j])]
+    if not flib:
+        info["decision"] = "no_features"
+        info["reason"] = f"{base}, so no library mineral can be identified by its features"
+        return FeatureName(fallback, math.nan, 0.0, [], info)
+    order = sorted(flib, key=lambda j: float(match.angle[i, j]))
+    names = match.names
+    angles = [float(match.angle[i, j]) for j in order]
+    cands = [(names[j], round(math.cos(a), 4)) for j, a in zip(order[:3], angles, strict=False)]
+    info["decision"] = "featureless"
+    info["candidates"] = [{"mineral": names[j], "angle_rad": round(a, 4),
+                           "shape_similarity": round(math.cos(a), 4)}
+                          for j, a in zip(order[:3], angles, strict=False)]
+    closest = [f"{names[j]} ({a:.3f} rad)" for j, a in zip(order[:3], angles, strict=False)]
+    bright = float(match.brightness[i]) if match.brightness is not None else math.nan
+    if not bright >= FEATURELESS_MIN_REFLECTANCE:
+        info["reason"] = (f"{base}; its mean reflectance {bright:.2f} is below "
+                          f"{FEATURELESS_MIN_REFLECTANCE:g}, too dark for the featureless "
+                          "minerals (quartz, feldspars, halite): shade, water or a dark surface")
+        return FeatureName(fallback, math.nan, 0.0, cands, info)
+    if bright > MAX_UNIT_REFLECTANCE:
+        info["reason"] = (f"{base}; its mean value {bright:.3g} is not on a 0-1 reflectance "
+                          "scale, so its brightness cannot be checked against the featureless "
+                          "minerals")
+        return FeatureName(fallback, math.nan, 0.0, cands, info)
+    if angles[0] > max_angle:
+        info["reason"] = (f"{base}; the closest featureless mineral, {closest[0]}, is over "
+                          f"{math.degrees(max_angle):.0f} deg away")
+        return FeatureName(fallback, math.nan, 0.0, cands, info)
+    group = [names[j] for j in order[:3]]
+    info["reason"] = (f"{base}: featureless in the VSWIR, like the bright colourless minerals, "
+                      f"which the VSWIR cannot tell apart (closest continuum shapes "
+                      f"{', '.join(closest)}), "
+                      f"so it is named after {len(group)} of them")
+    name = " or ".join(group)
+    return FeatureName(name, math.nan, 0.0, cands, info)
 
 
 def _scene_library(lib: Any, wl: np.ndarray, fw: np.ndarray
@@ -715,8 +784,9 @@ def name_endmembers_by_features(M: np.ndarray, wavelength_nm: Sequence[float] | 
     ``em_<i>``; repeats get ``_2``, ``_3`` in endmember order), the spectral angle (rad) to the
     named mineral's library spectrum (to the first of ``A or B``; the best SAM angle for
     ``em_<i>``; NaN without a usable library entry), the confidence and the evidence ``info``
-    (``method``, ``decision`` named / ambiguous / no_match / no_features / undecidable,
-    ``reason``, ``score``, ``margin``, ``candidates``, ``features``, ``undecidable``).
+    (``method``, ``decision`` named / ambiguous / featureless / no_match / no_features /
+    undecidable, ``reason``, ``score``, ``margin``, ``candidates``, ``features``,
+    ``undecidable``).
     """
     from hsu_geo.endmembers.library import _target_bands, spectral_angle
 

@@ -120,7 +120,28 @@ def test_library_spectra_name_themselves_and_noise_does_not() -> None:
     res = name_by_features(np.vstack([X, flat]), WL5, fw)
     assert [r.name for r in res[:5]] == names
     assert all(r.confidence > 0.3 for r in res[:5])
-    assert res[5].name == "em_6" and res[5].info["decision"] == "no_features"
+    # a flat grey spectrum has no features and is too dark for quartz, feldspars or halite
+    assert res[5].name == "em_6" and res[5].info["decision"] == "featureless"
+    assert "too dark" in res[5].info["reason"]
+
+
+def test_bright_featureless_spectrum_named_after_the_featureless_minerals() -> None:
+    fw = np.full(WL5.size, 5.0)
+    quartz = resample_to_bands(load_usgs_library(["quartz"]), WL5, fw)
+    sloped = 0.75 + 0.05 * (WL5 - 400) / 2100  # bright, featureless, not a library spectrum
+    res = name_by_features(np.vstack([0.9 * quartz[0], sloped]), WL5, fw)
+    for r in res:
+        assert r.info["decision"] == "featureless"
+        assert set(r.name.split(" or ")) == {"quartz", "orthoclase", "halite"}
+        assert r.confidence == 0.0
+    assert res[0].candidates[0][0] == "quartz"  # same continuum shape ranks first
+    # x10000 reflectance: the brightness cannot be checked, so no name
+    scaled = name_by_features(10000 * quartz, WL5, fw)[0]
+    assert scaled.name == "em_1" and "0-1 reflectance" in scaled.info["reason"]
+    # a library without featureless minerals cannot name it
+    lib = load_usgs_library(["kaolinite", "calcite"])
+    none = name_by_features(sloped[None, :], WL5, fw, library=lib)[0]
+    assert none.name == "em_1" and none.info["decision"] == "no_features"
 
 
 def test_undecidable_when_diagnostic_bands_dropped() -> None:
