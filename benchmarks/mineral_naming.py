@@ -30,8 +30,9 @@ water-vapour bands 1340-1460 and 1790-1960 nm (as a real scene would be after ba
 removal); ``lab-5nm``: 400-2500 nm every 5 nm with no bands dropped.
 
 Metrics per (library, grid): top-1 % (the best-scoring mineral is right), top-3 %, the
-decision of the naming rule (named right / "A or B" containing the right one / named wrong /
-``em_i``), and SAM's top-1 % and top-3 % on the same spectra. Per-spectrum and per-mineral
+decision of the naming rule (named right / "A or B", or a featureless group "A or B or C",
+containing the right one / named wrong / ``em_i``), and SAM's top-1 % and top-3 % on the same
+spectra. Per-spectrum and per-mineral
 (mean over a mineral's spectra, then over minerals) accuracies are given.
 
     python benchmarks/mineral_naming.py [--libraries usgs1995,jpl] [--grids aviris-ng,enmap]
