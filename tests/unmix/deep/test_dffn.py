@@ -103,6 +103,20 @@ def test_blockwise_similarity_products_equal_the_dense_ones():
     torch.testing.assert_close(only_bands, dense_ffm(Y, 1.0), rtol=1e-4, atol=1e-5)
 
 
+def test_far_pixels_give_no_subnormal_similarities():
+    # squared distances of 90-100: exp(-D) would be float32 subnormals (slow on x86); they are
+    # floored at exp(-87), a change far below float32 resolution of the sums
+    R = torch.full((4, 64), 0.05)
+    Q = 0.05 + (torch.tensor([90.0, 95.0, 100.0]) / 4).sqrt()[None, :].expand(4, 3)
+    out = pixel_similarity_product(Q, R)
+    d2 = ((Q[:, :, None] - R[:, None, :]) ** 2).sum(dim=0)
+    assert bool((d2 > 87).all()) and bool((d2 < 104).all())
+    tiny = torch.finfo(torch.float32).tiny
+    assert bool((out >= tiny).all())  # normal numbers, not subnormals or 0
+    dense = (R.double() @ torch.exp(-d2.double()).T)
+    assert float((out.double() - dense).abs().max()) < 1e-35
+
+
 def test_network_shapes_and_receptive_field():
     net = DFFNNet(10, 3, tiny(), "matrix", 0, 5).eval()
     x = torch.rand(2, 10, 20, 22)
