@@ -28,8 +28,8 @@ BLOCK_ENTRIES = 1 << 21
 #: fewest query pixels per block, so a large reference set is not streamed for a few columns
 MIN_BLOCK_COLUMNS = 128
 #: largest squared distance kept: exp(-87) = 1.6e-38 is about float32's smallest normal number;
-#: larger distances would give subnormal similarities, which x86 multiplies 10-100x slower (a
-#: scene far from the reference pixels ran at a third of the speed), for a change below 1e-37
+#: larger distances would give subnormal similarities, which x86 multiplies 10-100x slower (the
+#: all-zero reference of an untrained network ran at half the speed), for a change below 1e-37
 MAX_DISTANCE = 87.0
 
 
@@ -107,11 +107,10 @@ class Fusion:
         b0, b1, p0, p1, z0, z1 = (float(v) for v in self.limits)
         w = self.w
         alpha = w / ((b1 - b0) * (z1 - z0))
-        gamma = -(w * b0 / (b1 - b0) + z0) / (z1 - z0)
+        beta = (1.0 - w) / ((p1 - p0) * (z1 - z0)) if w < 1.0 else 0.0
+        gamma = -(w * b0 / (b1 - b0) + z0) / (z1 - z0) - beta * p0
         Z = torch.addmm(torch.full((1, 1), gamma, dtype=Y.dtype, device=Y.device),
                         self.S_B.to(Y.dtype), Y, alpha=alpha)
-        if w < 1.0:
-            beta = (1.0 - w) / ((p1 - p0) * (z1 - z0))
+        if w < 1.0:  # w = 1: the spectral branch only
             Z.add_(pixel_similarity_product(Y, self.R), alpha=beta)
-            Z.add_(-beta * p0)
         return Z
