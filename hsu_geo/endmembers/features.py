@@ -214,7 +214,7 @@ class Window:
     @property
     def primary(self) -> bool:
         """False when the deepest absorption lies in an atmospheric water-vapour band."""
-        return not any(a <= self.centre_nm <= b for a, b in ATMOSPHERIC_WATER_NM)
+        return not _atmospheric(self.centre_nm)
 
 
 def _parabolic_centre(x: np.ndarray, d: np.ndarray, i: int) -> float:
@@ -393,6 +393,7 @@ class FeatureMatch:
 
 
 def _atmospheric(centre_nm: float) -> bool:
+    """Whether ``centre_nm`` lies in an atmospheric water-vapour band."""
     return any(a <= centre_nm <= b for a, b in ATMOSPHERIC_WATER_NM)
 
 
