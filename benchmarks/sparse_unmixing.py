@@ -138,7 +138,8 @@ def main() -> None:
         variants = [("defaults", {})] + [
             (f"{key}={v}", {key: v}) for key, vals in (
                 ("lam_noise", (0.5, 2.0, 4.0)), ("min_fraction", (0.01, 0.05)),
-                ("prune_noise", (1.0, 10.0)), ("prune", (False,)), ("tol", (1e-4,)))
+                ("prune_noise", (1.0, 10.0)), ("prune", (False,)), ("tol", (1e-4,)),
+                ("duplicate_angle", (0.0, 0.05, 0.2)))
             for v in vals]
         record["sensitivity"] = {}
         print("\n| variant (dev seeds 100-102, k=5, 20+30 dB) | precision | recall | kept |")

@@ -413,6 +413,7 @@ def fit_model(
         info = unmixer.fit_info["sunsal"]  # run.json: library indices -> names
         info["selected"] = [em.names[i] for i in keep]
         info["pruned"] = [{"name": em.names[d["row"]], "rise": d["rise"]} for d in info["pruned"]]
+        info["group_candidates"] = [em.names[i] for i in info.get("group_candidates", [])]
         info["library_mean_fraction"] = dict(zip(em.names, info["library_mean_fraction"],
                                                  strict=True))
         em = replace(em, spectra=em.spectra[keep], names=[em.names[i] for i in keep],

@@ -260,6 +260,15 @@ class SunsalConfig:
             that fits only noise lowers it by about σ̂² per pixel: the partial F test).
         prune_noise: the rise a member must explain, in units of σ̂² per pixel (3, a priori).
         prune_pixels: pixels (evenly spaced in the fit sample) used for the pruning.
+        duplicate_angle: library members within this spectral angle (radians) of each other
+            count as one material for the candidate test (0.1 rad, a priori: the customary
+            spectral-angle match threshold, ENVI SAM's default). A library that holds a
+            material several times (a bundle of image spectra, or the USGS 1995 library's
+            several samples per mineral) splits its fraction among them, so none may reach
+            ``min_fraction`` alone; the member with the largest fraction among its
+            near-duplicates then becomes a candidate when their fractions together reach
+            ``min_fraction``. Members that reach it alone stay candidates; pruning decides.
+            0 = the per-member test only.
         collaborative: select with the collaborative (row) penalty ``λ√n Σ_j ||A_j||₂`` of
             CLSUnSAL (Iordache et al. 2014) on the fit sample instead of per-pixel ℓ1.
         brightness: ``scaled`` (default) writes fractions that sum to one plus a per-pixel
@@ -285,6 +294,7 @@ class SunsalConfig:
     prune: bool = True
     prune_noise: float = 3.0
     prune_pixels: int = 10_000
+    duplicate_angle: float = 0.1
     collaborative: bool = False
     brightness: str = "scaled"
     sum_to_one: bool = False
@@ -317,6 +327,9 @@ class SunsalConfig:
                 or self.max_endmembers < 0:
             raise ConfigError("settings max_iter, fit_pixels and prune_pixels must be >= 1, "
                               "max_endmembers >= 0")
+        if not (np.isfinite(self.duplicate_angle) and 0.0 <= self.duplicate_angle < np.pi / 2):
+            raise ConfigError(f"setting duplicate_angle={self.duplicate_angle}: give an angle "
+                              "in radians between 0 and pi/2 (e.g. 0.1; 0 = off)")
         if not (np.isfinite(self.prune_noise) and self.prune_noise >= 0):
             raise ConfigError(f"setting prune_noise={self.prune_noise}: give a number >= 0")
         if not (np.isfinite(self.tol) and self.tol > 0):
@@ -324,6 +337,32 @@ class SunsalConfig:
         if self.sum_to_one and self.brightness == "scaled":
             object.__setattr__(self, "brightness", "none")  # fractions already sum to one
 
+
+
+def _candidates(M: np.ndarray, frac: np.ndarray, min_fraction: float, angle: float
+                ) -> tuple[list[int], list[int]]:
+    """Library rows to consider, largest mean fraction first, and those of them admitted only
+    as the peak of a group of near-duplicates.
+
+    Row ``j`` of ``M (m, L)`` (mean fraction ``frac (m,)``) is a candidate when ``frac_j >=
+    min_fraction``, or when it has the largest fraction among the members within ``angle``
+    (radians) of it and their fractions sum to at least ``min_fraction``. Only members with a
+    positive fraction enter the angles (``(a, a)`` for ``a`` of them).
+    """
+    alone = frac >= min_fraction
+    grouped = np.zeros_like(alone)
+    live = np.flatnonzero(frac > 0)
+    if angle > 0 and live.size > 1:
+        S = M[live] / np.maximum(np.linalg.norm(M[live], axis=1, keepdims=True),
+                                 np.finfo(float).tiny)
+        near = np.cos(angle) <= S @ S.T  # (a, a), the diagonal included
+        f = frac[live]
+        group_sum = near @ f
+        peak = f >= np.where(near, f[None, :], -np.inf).max(axis=1)
+        grouped[live] = peak & (group_sum >= min_fraction) & ~alone[live]
+    order = np.argsort(-frac, kind="stable")
+    keep = [int(j) for j in order if alone[j] or grouped[j]]
+    return keep, [int(j) for j in order if grouped[j]]
 
 
 def _prune(Y: np.ndarray, M: np.ndarray, keep: list[int], rise: float
@@ -400,8 +439,7 @@ class SunsalUnmixer(Unmixer):
         tot = A.sum(axis=1)
         live = tot > 0
         frac = (A[live] / tot[live, None]).mean(axis=0) if live.any() else np.zeros(len(M0))
-        order = np.argsort(-frac, kind="stable")
-        keep = [int(j) for j in order if frac[j] >= cfg.min_fraction]
+        keep, by_group = _candidates(M0, frac, cfg.min_fraction, cfg.duplicate_angle)
         pruned: list[dict[str, Any]] = []
         keep = keep[: M0.shape[1]]  # least squares needs no more members than bands
         if cfg.prune and len(keep) > 1:
@@ -428,6 +466,7 @@ class SunsalUnmixer(Unmixer):
             "sunsal": {"lambda": lam, "noise_sigma": sigma, "fit_pixels": int(Y.shape[0]),
                        "iterations": info.iterations, "converged_pixels": info.converged,
                        "library_size": len(M0), "selected": keep, "pruned": pruned,
+                       "group_candidates": by_group,
                        "library_mean_fraction": [round(float(f), 6) for f in frac]},
             "warnings": list(self.fit_info.get("warnings", [])) + warnings})
 
