@@ -141,6 +141,8 @@ def test_cli_selects_and_writes_only_the_present_minerals(scene_tif, tmp_path) -
     fit = record["extra"]["fit"]["sunsal"]
     assert fit["library_size"] == len(load_usgs_library())
     assert set(fit["selected"]) == set(PRESENT) and fit["pruned"]
+    # group candidates are reported by name (none needed: each mineral is in the library once)
+    assert all(name in fit["library_mean_fraction"] for name in fit["group_candidates"])
     with rasterio.open(tmp_path / "mix_sunsal_abundance.tif") as src:
         assert src.count == 5
         assert {src.descriptions[i] for i in range(5)} == set(PRESENT)
