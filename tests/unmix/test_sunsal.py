@@ -212,6 +212,16 @@ def test_a_material_spread_over_a_bundle_becomes_a_candidate() -> None:
     assert 14 not in keep
 
 
+def test_near_duplicate_test_in_blocks_equals_one_block(monkeypatch) -> None:
+    from hsu_geo.unmix.classical import sunsal as module
+
+    M = _bundle_library(np.random.default_rng(1))
+    frac = np.r_[0.3, 0.25, 0.0, 0.025, np.full(10, 0.01), 0.015]
+    whole = _candidates(M, frac, 0.02, 0.1)
+    monkeypatch.setattr(module, "_ANGLE_BLOCK", 3)
+    assert _candidates(M, frac, 0.02, 0.1) == whole and whole[1]
+
+
 def test_duplicate_angle_setting_is_checked() -> None:
     for bad in (-0.1, 2.0, float("nan")):
         with pytest.raises(ConfigError, match="duplicate_angle"):

@@ -339,6 +339,10 @@ class SunsalConfig:
 
 
 
+#: library rows per block of the near-duplicate test (bounds its (block, members) temporaries)
+_ANGLE_BLOCK = 1024
+
+
 def _candidates(M: np.ndarray, frac: np.ndarray, min_fraction: float, angle: float
                 ) -> tuple[list[int], list[int]]:
     """Library rows to consider, largest mean fraction first, and those of them admitted only
@@ -347,7 +351,7 @@ def _candidates(M: np.ndarray, frac: np.ndarray, min_fraction: float, angle: flo
     Row ``j`` of ``M (m, L)`` (mean fraction ``frac (m,)``) is a candidate when ``frac_j >=
     min_fraction``, or when it has the largest fraction among the members within ``angle``
     (radians) of it and their fractions sum to at least ``min_fraction``. Only members with a
-    positive fraction enter the angles (``(a, a)`` for ``a`` of them).
+    positive fraction enter the angles, ``_ANGLE_BLOCK`` rows at a time.
     """
     alone = frac >= min_fraction
     grouped = np.zeros_like(alone)
@@ -355,11 +359,13 @@ def _candidates(M: np.ndarray, frac: np.ndarray, min_fraction: float, angle: flo
     if angle > 0 and live.size > 1:
         S = M[live] / np.maximum(np.linalg.norm(M[live], axis=1, keepdims=True),
                                  np.finfo(float).tiny)
-        near = np.cos(angle) <= S @ S.T  # (a, a), the diagonal included
         f = frac[live]
-        group_sum = near @ f
-        peak = f >= np.where(near, f[None, :], -np.inf).max(axis=1)
-        grouped[live] = peak & (group_sum >= min_fraction) & ~alone[live]
+        group_sum, group_max = np.empty(live.size), np.empty(live.size)
+        for lo in range(0, live.size, _ANGLE_BLOCK):  # (block, a) at a time: large libraries
+            near = np.cos(angle) <= S[lo:lo + _ANGLE_BLOCK] @ S.T  # the diagonal included
+            group_sum[lo:lo + _ANGLE_BLOCK] = near @ f
+            group_max[lo:lo + _ANGLE_BLOCK] = np.where(near, f[None, :], -np.inf).max(axis=1)
+        grouped[live] = (f >= group_max) & (group_sum >= min_fraction) & ~alone[live]
     order = np.argsort(-frac, kind="stable")
     keep = [int(j) for j in order if alone[j] or grouped[j]]
     return keep, [int(j) for j in order if grouped[j]]
