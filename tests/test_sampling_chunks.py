@@ -81,7 +81,7 @@ def test_pixel_keys_are_distinct_and_seeded() -> None:
 def test_abundances_do_not_depend_on_chunk_size_or_scheduler(tmp_path: Path,
                                                               extractor: str) -> None:
     path = _scene(tmp_path, rows=40, cols=40)
-    results = []
+    results, endmembers = [], []
     for chunks, scheduler in ((512, "threads"), (16, "synchronous")):
         opts = UnmixOptions(model="fcls", k="4", extractor=extractor, chunk_size=chunks,
                             sample_size=300, seed=5)
@@ -90,6 +90,11 @@ def test_abundances_do_not_depend_on_chunk_size_or_scheduler(tmp_path: Path,
             result = run_unmix(path, out, opts)
         with rasterio.open(result["outputs"]["abundance"]) as src:
             results.append(src.read())
-    # the same endmembers in the same order; per pixel the solver's BLAS calls may round the
-    # last float32 bit differently for another block shape (before: differences up to 1.0)
-    np.testing.assert_allclose(results[1], results[0], rtol=0, atol=1e-6)
+        endmembers.append(Path(result["outputs"]["endmembers_csv"]).read_text())
+    # the same endmembers in the same order (before: other endmembers, differences up to 1.0)
+    assert endmembers[1] == endmembers[0]
+    # per pixel, the float32 band-space product rounds differently for another block shape
+    # (OpenBLAS 0.3.31 sums blocks of <= 256 pixels in another order: a few ulp, measured), and
+    # FCLS amplifies that by the endmembers' condition number: 8e-5 here, <= 1e-6 on the
+    # previous install of this machine
+    np.testing.assert_allclose(results[1], results[0], rtol=0, atol=5e-4)
