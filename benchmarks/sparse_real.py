@@ -48,14 +48,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.io
 import xarray as xr
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from hsu_geo.datasets import load_jasper_ridge, load_samson  # noqa: E402
+from hsu_geo.datasets import (  # noqa: E402
+    load_jasper_ridge,
+    load_jasper_ridge_bundles,
+    load_samson,
+)
 from hsu_geo.unmix.classical.lsq import scaled_fcls  # noqa: E402
 from hsu_geo.unmix.classical.sunsal import SunsalConfig, SunsalUnmixer  # noqa: E402
 from hsu_geo.unmix.classical.sunsal_tv import SunsalTVConfig, SunsalTVUnmixer  # noqa: E402
@@ -74,13 +77,6 @@ def _say(msg: str) -> None:
 def _both(row: dict[str, Any]) -> str:
     return (f"{row['fractions']['armse']:.4f} (fractions), "
             f"{row['reference']['armse']:.4f} (reference)")
-
-
-def bundle_library(data: Path) -> tuple[np.ndarray, np.ndarray]:
-    """``(library (m, L), class index (m,))`` of the Jasper Ridge bundle library."""
-    mat = scipy.io.loadmat(data / "jasper_ridge" / "spectral_library_jasperRidge.mat")
-    parts = [np.asarray(mat[f"lib{c}"], dtype=np.float64).T for c in range(1, 5)]
-    return np.vstack(parts), np.concatenate([np.full(len(p), c) for c, p in enumerate(parts)])
 
 
 def pixel_bundles(Y: np.ndarray, truth: np.ndarray, seed: int = 0
@@ -131,7 +127,7 @@ def run(data: Path, dev: bool = False) -> dict[str, Any]:
     Y = scene.cube.reshape(L, -1).T.astype("float32")  # (N, L)
     k = len(scene.names)
     truth = scene.abundances.reshape(k, -1).T
-    lib, cls = pixel_bundles(Y, truth) if dev else bundle_library(data)
+    lib, cls = pixel_bundles(Y, truth) if dev else load_jasper_ridge_bundles(data)
     if lib.shape[1] != L:
         raise SystemExit(f"library has {lib.shape[1]} bands, the scene {L}")
     rows: list[dict[str, Any]] = []

@@ -102,6 +102,15 @@ def load_jasper_ridge(data_dir: str | Path) -> BenchmarkScene:
                           "(same instrument, within a few nm)", "reference")
 
 
+def load_jasper_ridge_bundles(data_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Jasper Ridge's bundle library (``jasper_ridge/spectral_library_jasperRidge.mat``):
+    ``(library (m, 198), class (m,))``, image pixels of the classes in the order of
+    :func:`load_jasper_ridge`'s names (tree, water, dirt, road), on the same scale."""
+    mat = _load(Path(data_dir) / "jasper_ridge/spectral_library_jasperRidge.mat")
+    parts = [np.asarray(mat[f"lib{c}"], dtype=np.float64).T for c in range(1, 5)]
+    return np.vstack(parts), np.concatenate([np.full(len(p), c) for c, p in enumerate(parts)])
+
+
 #: Moffett's 184 bands as numbers in the 203-band cube of ``Moffett_vca.mat`` (found by
 #: matching the two files' pixels, which are identical after a transpose)
 MOFFETT_BANDS = np.r_[6:107, 113:147, 152:201]

@@ -232,15 +232,10 @@ def test_jasper_ridge_bundle_library_keeps_every_class(shared_data) -> None:
     """Real scene with truth: the 529-spectrum Jasper Ridge bundle library (image pixels of
     four classes). Its classes spread over ~60 members each, so the per-member test alone
     keeps no dirt or road member (measured, benchmarks/sparse_real.py)."""
-    import scipy.io
-
-    from hsu_geo.datasets import load_jasper_ridge
+    from hsu_geo.datasets import load_jasper_ridge, load_jasper_ridge_bundles
 
     scene = load_jasper_ridge(shared_data)
-    mat = scipy.io.loadmat(shared_data / "jasper_ridge" / "spectral_library_jasperRidge.mat")
-    parts = [np.asarray(mat[f"lib{c}"], dtype=np.float64).T for c in range(1, 5)]
-    lib, cls = np.vstack(parts), np.concatenate([np.full(len(p), c) for c, p in
-                                                  enumerate(parts)])
+    lib, cls = load_jasper_ridge_bundles(shared_data)
     Y = scene.cube.reshape(scene.cube.shape[0], -1).T[::10].astype("float32")  # 1000 px
     model = SunsalUnmixer(SunsalConfig(max_iter=500))
     model.fit(Y, lib)
