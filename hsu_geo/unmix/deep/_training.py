@@ -134,19 +134,42 @@ def make_optimizer(groups: Sequence[dict[str, Any]], kind: str = "adam",
     raise ConfigError(f"optimizer {kind!r} is not known; use adam or rmsprop")
 
 
+#: ``--set deterministic=...`` values (see :func:`deterministic`)
+DETERMINISM = ("warn", "strict", "off")
+
+
 @contextmanager
-def deterministic() -> Iterator[None]:
-    """Ask torch for deterministic kernels inside the block (warn-only on CUDA ops that have
-    none), then restore the caller's setting. On CUDA, cuBLAS is deterministic only with a
-    fixed workspace: ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` is set unless the user set it (it
-    takes effect when cuBLAS starts, i.e. at the process's first CUDA matmul)."""
+def deterministic(mode: str = "warn") -> Iterator[None]:
+    """Deterministic kernels inside the block, then the caller's setting restored.
+
+    ``mode``: ``warn`` (default) asks torch for deterministic kernels and only warns on the
+    CUDA ops that have none; ``strict`` refuses such an op with a one-line
+    :class:`~hsu_geo.errors.ConfigError` naming it (torch's own error, made readable);
+    ``off`` leaves the caller's setting (CUDA may then pick faster, run-to-run varying
+    kernels). With ``warn`` and ``strict`` on CUDA, cuBLAS is deterministic only with a fixed
+    workspace: ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` is set unless the user set it (it takes
+    effect when cuBLAS starts, i.e. at the process's first CUDA matmul)."""
+    if mode not in DETERMINISM:
+        raise ConfigError(f"setting deterministic={mode!r}: choose one of "
+                          f"{', '.join(DETERMINISM)}")
+    if mode == "off":
+        yield
+        return
     if torch.cuda.is_available():
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     enabled = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.use_deterministic_algorithms(True, warn_only=mode == "warn")
     try:
         yield
+    except RuntimeError as exc:
+        text = str(exc)
+        if "does not have a deterministic implementation" not in text:
+            raise
+        op = text.split(" does not have", 1)[0].strip() or "an operation"
+        raise ConfigError(f"setting deterministic=strict: {op} has no deterministic "
+                          "implementation on this device; use --set deterministic=warn "
+                          "(or off)") from None
     finally:
         torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 

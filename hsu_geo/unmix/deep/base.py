@@ -27,6 +27,7 @@ from torch import nn
 from hsu_geo.errors import ConfigError, DeviceError, EndmemberError, InvalidSceneError
 from hsu_geo.unmix.base import Unmixer
 from hsu_geo.unmix.deep._training import (
+    DETERMINISM,
     LossFn,
     ProgressFn,
     TrainResult,
@@ -60,6 +61,9 @@ class DeepConfig:
     one thread per dask task since dask runs blocks in parallel), ``precision`` (``fp32``;
     ``tf32``: TF32 matmuls and convolutions on CUDA — no effect on CPU; ``bf16``: autocast to
     bfloat16, for inference and training; see :meth:`DeepUnmixer.precision_scope`),
+    ``deterministic`` training kernels (``warn``: requested, warn-only where CUDA has none;
+    ``strict``: refuse such an op; ``off``: not requested; see
+    :func:`~hsu_geo.unmix.deep._training.deterministic`),
     ``lr_schedule`` of the main stage (``none``; ``step``: learning rates times ``lr_gamma``
     every ``lr_step`` epochs, torch's StepLR; ``cosine``: cosine annealing to 0 over the
     planned epochs).
@@ -84,12 +88,14 @@ class DeepConfig:
     infer_batch: int = 0
     threads: int = 1
     precision: str = "fp32"
+    deterministic: str = "warn"
     lr_schedule: str = "none"
     lr_step: int = 100
     lr_gamma: float = 0.9
 
     def __post_init__(self) -> None:
         check_choice("precision", self.precision, PRECISIONS)
+        check_choice("deterministic", self.deterministic, DETERMINISM)
         check_choice("lr_schedule", self.lr_schedule, ("none", "step", "cosine"))
         if self.lr_step < 1 or not 0 < self.lr_gamma <= 1:
             raise ConfigError(f"settings lr_step={self.lr_step} (>= 1) and lr_gamma="
@@ -210,7 +216,7 @@ class DeepUnmixer(Unmixer):
             "bands": self.n_bands, "endmembers": self.k, "threads": self.config.threads,
             "stages": {},
         }
-        with deterministic(), torch_threads(self.config.threads):
+        with deterministic(self.config.deterministic), torch_threads(self.config.threads):
             net = self.new_network(self.n_bands, self.k)
             X = torch.from_numpy(np.ascontiguousarray(Yc / scale, dtype=np.float32))
             self._fit_stages(net, X.to(self.torch_device), M0 / scale)

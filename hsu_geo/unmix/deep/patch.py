@@ -104,7 +104,7 @@ class PatchDeepUnmixer(DeepUnmixer):
             "nonfinite_pixels_filled": int((~valid).sum()), "bands": self.n_bands,
             "endmembers": self.k, "threads": self.config.threads, "stages": {},
         }
-        with deterministic(), torch_threads(self.config.threads), \
+        with deterministic(self.config.deterministic), torch_threads(self.config.threads), \
                 torch.random.fork_rng(devices=[]):
             net = self.new_network(self.n_bands, self.k)
             torch.manual_seed(self.config.seed * 7919 + 11)  # dropout masks: seeded

@@ -167,3 +167,46 @@ def test_training_does_not_touch_the_global_torch_rng():
     Y, M, _ = mixtures(n=50)
     NAEUnmixer(tiny_config(NAEUnmixer)).fit(Y, M)
     np.testing.assert_array_equal(torch.rand(3).numpy(), expected.numpy())
+
+
+def test_determinism_modes():
+    flag = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    with deterministic("strict"):
+        assert torch.are_deterministic_algorithms_enabled()
+        assert not torch.is_deterministic_algorithms_warn_only_enabled()
+    with deterministic("off"):
+        assert torch.are_deterministic_algorithms_enabled() == flag
+    assert torch.are_deterministic_algorithms_enabled() == flag
+    assert torch.is_deterministic_algorithms_warn_only_enabled() == warn_only
+    with pytest.raises(ConfigError, match="deterministic='exact'"), deterministic("exact"):
+        pass
+
+
+def test_strict_determinism_names_the_op_in_one_line():
+    # put_ without accumulation has no deterministic kernel on any device
+    flag = torch.are_deterministic_algorithms_enabled()
+    with pytest.raises(ConfigError) as err, deterministic("strict"):
+        torch.zeros(4).put_(torch.tensor([0, 0]), torch.tensor([1.0, 2.0]))
+    msg = str(err.value)
+    assert "put_" in msg and "--set deterministic=warn" in msg and "\n" not in msg
+    assert torch.are_deterministic_algorithms_enabled() == flag  # restored after the error
+    with pytest.warns(UserWarning, match="put_"), deterministic("warn"):  # warn-only: it runs
+        torch.zeros(4).put_(torch.tensor([0, 0]), torch.tensor([1.0, 2.0]))
+    # other RuntimeErrors pass through unchanged
+    with pytest.raises(RuntimeError, match="boom"), deterministic("strict"):
+        raise RuntimeError("boom")
+
+
+def test_strict_determinism_trains_like_the_default_on_cpu():
+    from hsu_geo.unmix.deep.nae import NAEUnmixer
+    from tests.unmix.deep import mixtures, tiny_config
+
+    Y, M, _ = mixtures(n=50)
+    runs = [NAEUnmixer(tiny_config(NAEUnmixer, deterministic=mode)) for mode in ("warn",
+                                                                                 "strict")]
+    for u in runs:
+        u.fit(Y, M)
+    np.testing.assert_array_equal(runs[0].endmembers, runs[1].endmembers)
+    with pytest.raises(ConfigError, match="deterministic"):
+        tiny_config(NAEUnmixer, deterministic="always")
