@@ -27,7 +27,7 @@ Kernels [R]: Gaussian ``κ(u, v) = exp(−‖u − v‖² / (2σ²))``; polynomi
 ``μ = 0.05``. The data term and ``‖α‖²`` are not scale-free: K-Hype assumes reflectances
 (values around 0-1), as the paper does; scale radiance or DN scenes first (``--scale``).
 
-Memory: three ``B x B`` float64 matrices while fitting (``K``, its factor and ``G``; 1.2 GiB
+Memory: three ``B x B`` float64 matrices while fitting (``K``, its factor and ``G``; 1.5 GiB
 at ``B = 8192``, the :data:`MAX_BANDS` limit) and, per batch of ``n`` pixels, four ``n x B``
 float64 arrays.
 """
@@ -97,7 +97,7 @@ class KhypeOperator:
         if B > MAX_BANDS:
             raise InvalidSceneError(
                 f"khype: {B} bands exceed its limit of {MAX_BANDS} (its B x B kernel matrices "
-                f"would take {3 * B * B * 8 / 2**30:.1f} GiB); drop bands (--bad-bands) or use "
+                f"would take {3 * B * B * 8 / 2**30:.1f} GiB); drop bands (--drop-bands) or use "
                 "-m gbm / -m ppnmm")
         Mb = M0.T  # (B, R): row λ is m_λ
         K = band_kernel(Mb, config.kernel, config.sigma)
