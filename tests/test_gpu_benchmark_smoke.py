@@ -26,3 +26,15 @@ def test_gpu_benchmark_dry_run_on_cpu(tmp_path: Path) -> None:
         assert r["train_steps"] >= 1 and r["train_px_per_s"] > 0
         assert r["infer_px_per_s"] > 0 and r["infer_finite"]
     assert "| cnnaeu |" in res.stdout
+
+
+def test_gpu_benchmark_skips_models_past_its_time_budget(tmp_path: Path) -> None:
+    out = tmp_path / "gpu.json"
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--device", "cpu",
+         "--models", "linear_ae,nae", "--budget-seconds", "0", "--json", str(out)],
+        capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["model"] for r in rows] == ["linear_ae", "nae"]
+    assert all("--budget-seconds" in r["skipped"] and "fit_seconds" not in r for r in rows)
