@@ -239,6 +239,11 @@ class PreparedScene:
     timings: dict[str, float] = field(default_factory=dict)
     #: the existing outputs are all files an earlier hsu-geo run recorded (``replaceable``)
     replace_recorded: bool = False
+    #: a patch model's first-round training windows, cut out by the scan ``(n, L, p, p)`` on
+    #: the kept bands (:func:`hsu_geo.unmix.spatial.first_round`); None for other models
+    first_patches: np.ndarray | None = None
+    #: the window request ``first_patches`` answers (``WindowRequest``)
+    first_request: Any = None
 
 
 def _timed(timings: dict[str, float], name: str, t0: float) -> None:
@@ -288,10 +293,11 @@ def prepare_scene(
     recorded; existing outputs with these names are replaced without ``overwrite``.
 
     Without ``bands_of``, one pass over the scene yields the pixel sample and the full-scene
-    band statistics that decide the bad bands. With ``bands_of`` (a fitted model), the scene
+    band statistics that decide the bad bands (and, for a patch model, its first-round
+    training windows: ``first_patches``). With ``bands_of`` (a fitted model), the scene
     is cut to the model's bands and nothing is read.
     """
-    from hsu_geo.ingest.scan import check_magnitudes, scan_cube, valid_rows
+    from hsu_geo.ingest.scan import check_magnitudes, scan_cube_with_windows, valid_rows
     from hsu_geo.write.atomic import check_targets, ensure_writable_dir, recover
     from hsu_geo.write.guard import refuse_inputs_as_outputs
     from hsu_geo.write.outputs import check_name_lengths, output_paths
@@ -331,7 +337,9 @@ def prepare_scene(
         return PreparedScene(str(scene), raw, cube, scene_id, None, 0, timings,
                              replace_recorded)
     say("scanning the scene (pixel sample, band statistics)")
-    sample, stats = scan_cube(raw, opts.sample_size, seed=opts.seed)
+    request = _training_windows(model, opts, raw)
+    sample, stats, windows = scan_cube_with_windows(raw, opts.sample_size, seed=opts.seed,
+                                                    windows=request)
     _timed(timings, "scan", t0)
     t0 = time.perf_counter()
     cube, report = preprocess(raw, BadBandConfig(drop=opts.drop_bands, keep=opts.keep_bands,
@@ -342,9 +350,46 @@ def prepare_scene(
     if Y.shape[0] == 0:
         raise InvalidSceneError(f"{scene_id}: no pixel is valid in every kept band; check the "
                                 "nodata value or --keep-bands")
+    first = None if windows is None else np.ascontiguousarray(windows[:, kept])
+    del windows
     _timed(timings, "bad_bands", t0)
     return PreparedScene(str(scene), raw, cube, scene_id, Y, report.sample_pixels, timings,
-                         replace_recorded)
+                         replace_recorded, first, request)
+
+
+def model_config(model_cls: type, opts: UnmixOptions) -> Any:
+    """``model_cls.Config`` from ``--set`` settings, with ``--seed`` unless ``seed`` is set."""
+    config = make_config(model_cls.Config, opts.settings)
+    if "seed" in {f.name for f in fields(config)} and "seed" not in opts.settings:
+        config = replace(config, seed=opts.seed)
+    return config
+
+
+def _same_windows(request: Any, config: Any, cube: xr.DataArray) -> bool:
+    """Whether the scan's window ``request`` is the first round of ``config``'s patches."""
+    from hsu_geo.unmix.spatial import patch_request
+
+    if request is None:
+        return False
+    mine = patch_request(config, int(cube.sizes["y"]), int(cube.sizes["x"]))
+    return mine is not None and (mine.height, mine.width) == (request.height, request.width) \
+        and np.array_equal(mine.rows, request.rows) and np.array_equal(mine.cols, request.cols)
+
+
+def _training_windows(model: str, opts: UnmixOptions, raw: xr.DataArray) -> Any:
+    """The first-round training windows of a patch model (``WindowRequest``) for the scan to
+    cut out, so the model's patches need no second read of the scene; None for pixel models,
+    models with their own training sample, and requests over the patch memory limit."""
+    from hsu_geo.unmix.spatial import PATCH_BYTES_LIMIT, patch_request
+
+    cls = MODELS.get(model)
+    if cls.input == "pixels" or getattr(cls, "trains_on_pixels", False) or \
+            hasattr(cls, "training_sample"):
+        return None
+    request = patch_request(model_config(cls, opts), int(raw.sizes["y"]), int(raw.sizes["x"]))
+    if request is None or request.nbytes(int(raw.sizes["band"])) > PATCH_BYTES_LIMIT:
+        return None
+    return request
 
 
 def optional_outputs(opts: UnmixOptions, model: str, fitted: FittedModel | None
@@ -375,9 +420,7 @@ def fit_model(
     if prepared.sample is None:
         raise ConfigError("fit_model needs a scene prepared with its pixel sample")
     model_cls = MODELS.get(opts.model)
-    config = make_config(model_cls.Config, opts.settings)
-    if "seed" in {f.name for f in fields(config)} and "seed" not in opts.settings:
-        config = replace(config, seed=opts.seed)
+    config = model_config(model_cls, opts)
     sparse = bool(getattr(model_cls, "selects_from_library", False))  # sunsal: whole library
     library = bool(opts.endmembers or opts.library) or sparse
     if getattr(config, "brightness", None) == "auto":  # library spectra: fit a brightness
@@ -405,7 +448,9 @@ def fit_model(
         from hsu_geo.unmix.spatial import training_patches
 
         own = getattr(unmixer, "training_sample", None)  # a model may read its own (dffn)
-        unmixer.fit(own(cube) if own else training_patches(cube, unmixer), em.spectra)
+        first = prepared.first_patches if _same_windows(
+            prepared.first_request, unmixer.config, cube) else None
+        unmixer.fit(own(cube) if own else training_patches(cube, unmixer, first), em.spectra)
     else:
         unmixer.fit(Y, em.spectra)
     if sparse:  # the fit kept only the library members present in the scene

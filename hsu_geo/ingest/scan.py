@@ -7,6 +7,10 @@ adjacent valid pixels — the noise estimator of ``spectral.noise_from_diffs`` (
 mean squared neighbour difference / 2), restricted to the diagonal so it streams in
 O(pixels x bands), and to pairs inside aligned :data:`PAIR_ALIGN`-column groups.
 
+The same pass can also cut out given windows (:class:`WindowRequest`: the first round of a
+spatial model's seeded training patches), so such a model needs no extra read of the scene
+for them (:func:`scan_cube_with_windows`).
+
 Neither the sample nor the pairs depend on the chunking (for chunk sizes that are multiples
 of :data:`PAIR_ALIGN`) or on the scheduler: the same seed gives the same sample, the same bad
 bands and the same endmembers for any ``--chunk-size`` (sums differ in float rounding only).
@@ -200,9 +204,46 @@ def _first_fraction(n: int, pixels: int) -> float:
     return min(1.0, 2.0 * (n + _MARGIN_SD * math.sqrt(n) + 10) / max(pixels, 1))
 
 
-def _scan_pass(data: da.Array, fraction: float, seed: int, with_stats: bool = True
-               ) -> tuple[list[Candidates], list[BandStats]]:
-    """One read of every chunk: candidates (and band stats) per chunk, in chunk order."""
+@dataclass(frozen=True)
+class WindowRequest:
+    """Windows to cut out during a scan: top-left ``rows (n,)``, ``cols (n,)`` and one size
+    ``height x width`` (pixels), all inside the scene."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    height: int
+    width: int
+
+    def nbytes(self, bands: int) -> int:
+        return int(self.rows.size) * bands * self.height * self.width * 4
+
+
+#: a window's part inside one chunk: (window index, row offset, col offset, (L, h, w) values)
+Piece = tuple[int, int, int, np.ndarray]
+
+
+def _window_pieces(block: np.ndarray, origin: tuple[int, int], req: WindowRequest
+                   ) -> list[Piece]:
+    """The parts of the requested windows that lie in ``block (L, h, w)`` at ``origin``."""
+    y0, x0 = origin
+    _, h, w = block.shape
+    r, c = req.rows, req.cols
+    hit = np.flatnonzero((r < y0 + h) & (r + req.height > y0) &
+                         (c < x0 + w) & (c + req.width > x0))
+    pieces: list[Piece] = []
+    for i in hit:
+        ya, yb = max(int(r[i]), y0), min(int(r[i]) + req.height, y0 + h)
+        xa, xb = max(int(c[i]), x0), min(int(c[i]) + req.width, x0 + w)
+        pieces.append((int(i), ya - int(r[i]), xa - int(c[i]),
+                       np.array(block[:, ya - y0:yb - y0, xa - x0:xb - x0], np.float32)))
+    return pieces
+
+
+def _scan_pass(data: da.Array, fraction: float, seed: int, with_stats: bool = True,
+               windows: WindowRequest | None = None
+               ) -> tuple[list[Candidates], list[BandStats], list[list[Piece]]]:
+    """One read of every chunk: candidates (and band stats, and the parts of ``windows``)
+    per chunk, in chunk order."""
     width = data.shape[2]
 
     def scan(block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
@@ -211,12 +252,14 @@ def _scan_pass(data: da.Array, fraction: float, seed: int, with_stats: bool = Tr
         with np.errstate(over="ignore"):  # values near float32 overflow: refused later,
             # by check_magnitudes, with a message (not a RuntimeWarning)
             if with_stats:
-                out[0, 0, 0] = _scan_block(block, fraction, seed, (y0, x0), width)
+                cand, stats = _scan_block(block, fraction, seed, (y0, x0), width)
             else:
                 pixels = block.transpose(1, 2, 0)
                 anyvalid = np.isfinite(pixels).any(axis=-1)
-                out[0, 0, 0] = (_candidates(pixels, anyvalid, fraction, seed, (y0, x0),
-                                            width), None)
+                cand = _candidates(pixels, anyvalid, fraction, seed, (y0, x0), width)
+                stats = None
+        pieces = _window_pieces(block, (y0, x0), windows) if windows is not None else []
+        out[0, 0, 0] = (cand, stats, pieces)
         return out
 
     # map_blocks (not dask.delayed) so each chunk's read fuses with its scan into one task:
@@ -225,10 +268,27 @@ def _scan_pass(data: da.Array, fraction: float, seed: int, with_stats: bool = Tr
                               meta=np.empty((0, 0, 0), object)).compute()
     parts = [results[0, j, i] for j in range(results.shape[1])
              for i in range(results.shape[2])]
-    return [p[0] for p in parts], [p[1] for p in parts]
+    return [p[0] for p in parts], [p[1] for p in parts], [p[2] for p in parts]
+
+
+def _assemble(pieces: list[list[Piece]], req: WindowRequest, bands: int) -> np.ndarray:
+    """``(n, L, height, width)`` float32 windows from their per-chunk parts."""
+    out = np.full((req.rows.size, bands, req.height, req.width), np.nan, np.float32)
+    for chunk in pieces:
+        for i, dy, dx, values in chunk:
+            out[i, :, dy:dy + values.shape[1], dx:dx + values.shape[2]] = values
+    return out
 
 
 def scan_cube(cube: xr.DataArray, n_sample: int, seed: int = 0) -> tuple[np.ndarray, BandStats]:
+    """``(sample, stats)`` of :func:`scan_cube_with_windows` without windows."""
+    sample, stats, _ = scan_cube_with_windows(cube, n_sample, seed)
+    return sample, stats
+
+
+def scan_cube_with_windows(cube: xr.DataArray, n_sample: int, seed: int = 0,
+                           windows: WindowRequest | None = None
+                           ) -> tuple[np.ndarray, BandStats, np.ndarray | None]:
     """Read every chunk once: ``(sample (n, bands) float32 with NaNs kept, BandStats)``.
 
     The sample is the ``min(n_sample, valid)`` pixels with at least one finite band whose
@@ -239,8 +299,20 @@ def scan_cube(cube: xr.DataArray, n_sample: int, seed: int = 0) -> tuple[np.ndar
     twice the sample; a scene more than about half nodata may need a second read to find
     enough candidates. Rows may still hold NaN in some bands (bad bands are decided
     afterwards). A sample over :data:`SAMPLE_BYTES_LIMIT` is refused before anything is read.
+
+    ``windows``: also cut these windows out of the same read, returned third as
+    ``(n, bands, height, width)`` float32 (NaN kept; ``None`` without a request). They must lie
+    inside the scene and, with the sample, fit :data:`SAMPLE_BYTES_LIMIT` more; the caller
+    checks their size (:meth:`WindowRequest.nbytes`).
     """
     data = cube.data
+    if windows is not None:
+        H, W = data.shape[1], data.shape[2]
+        r, c = np.asarray(windows.rows), np.asarray(windows.cols)
+        if r.shape != c.shape or r.ndim != 1 or (r.size and (
+                r.min() < 0 or c.min() < 0 or r.max() + windows.height > H
+                or c.max() + windows.width > W)) or windows.height < 1 or windows.width < 1:
+            raise ConfigError(f"window request outside the {H} x {W} scene")
     total = data.shape[1] * data.shape[2]
     need = min(n_sample, total) * data.shape[0] * 4
     if need > SAMPLE_BYTES_LIMIT:
@@ -250,7 +322,9 @@ def scan_cube(cube: xr.DataArray, n_sample: int, seed: int = 0) -> tuple[np.ndar
             f"{data.shape[0]} bands needs {need / 2**30:.1f} GiB, more than the "
             f"{SAMPLE_BYTES_LIMIT / 2**30:.0f} GiB allowed; use --sample-size {fit} or less")
     fraction = _first_fraction(n_sample, total)
-    parts, stat_parts = _scan_pass(data, fraction, seed)
+    parts, stat_parts, pieces = _scan_pass(data, fraction, seed, windows=windows)
+    cut = _assemble(pieces, windows, data.shape[0]) if windows is not None else None
+    del pieces
     stats = stat_parts[0]
     for s in stat_parts[1:]:
         stats = stats.merge(s)
@@ -260,7 +334,7 @@ def scan_cube(cube: xr.DataArray, n_sample: int, seed: int = 0) -> tuple[np.ndar
         # mostly nodata: read again with a fraction sized on the valid pixels now known
         fraction = min(1.0, max(2.0 * fraction, (want + _MARGIN_SD * math.sqrt(want) + 10)
                                 / valid))
-        parts, _ = _scan_pass(data, fraction, seed, with_stats=False)
+        parts, _, _ = _scan_pass(data, fraction, seed, with_stats=False)
     if want == 0:
         raise InvalidSceneError(
             f"{cube.attrs.get('product_id', 'scene')}: every pixel is nodata; check the "
@@ -279,7 +353,7 @@ def scan_cube(cube: xr.DataArray, n_sample: int, seed: int = 0) -> tuple[np.ndar
         rows = by_part[bounds[i]:bounds[i + 1]]
         if rows.size:
             sample[rows] = p.pixels[chosen[rows] - offsets[i]]
-    return sample, stats
+    return sample, stats, cut
 
 
 #: no reflectance or radiance comes near this magnitude; beyond it values are an undeclared fill

@@ -46,7 +46,10 @@ top-left corners, so they depend on the seed and the scene size only (not on chu
 windows whose fraction of valid pixels is below ``min_valid`` are rejected and replacements
 drawn (as many as the acceptance rate so far suggests), in at most :data:`MAX_ROUNDS` rounds
 of at most ``n`` windows each (memory bounded by ``2 n L p^2 4`` bytes; requests with
-``n L p^2 4`` above :data:`PATCH_BYTES_LIMIT` are refused).
+``n L p^2 4`` above :data:`PATCH_BYTES_LIMIT` are refused). The first round's ``n`` windows
+(:func:`first_round`) are cut out by the pipeline's scan of the scene
+(:func:`hsu_geo.ingest.scan.scan_cube_with_windows`), so only replacements for rejected
+windows are read again; the result is the same either way.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ import numpy as np
 import xarray as xr
 
 from hsu_geo.errors import ConfigError, InvalidSceneError
+from hsu_geo.ingest.scan import WindowRequest
 from hsu_geo.unmix.base import INPUT_KINDS, Unmixer
 
 #: most memory the training patches may take (float32)
@@ -164,14 +168,35 @@ def spatial_stacked(cube: xr.DataArray, unmixer: Unmixer, k: int) -> xr.DataArra
     return xr.DataArray(out, dims=("output", "y", "x"), coords=coords)
 
 
+def _patch_rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), 0x5A7C])
+
+
+def _draw(rng: np.random.Generator, H: int, W: int, py: int, px: int, n: int
+          ) -> tuple[np.ndarray, np.ndarray]:
+    rows = rng.integers(0, H - py + 1, size=n)
+    cols = rng.integers(0, W - px + 1, size=n)
+    return rows, cols
+
+
+def first_round(height: int, width: int, patch: int, n: int, seed: int) -> WindowRequest:
+    """The ``n`` windows :func:`sample_patches` draws first for a ``height x width`` scene
+    (before any is rejected): what the pipeline's scan cuts out in the same read."""
+    py, px = min(patch, height), min(patch, width)
+    rows, cols = _draw(_patch_rng(seed), height, width, py, px, n)
+    return WindowRequest(rows, cols, py, px)
+
+
 def sample_patches(cube: xr.DataArray | da.Array | np.ndarray, patch: int, n: int, seed: int,
-                   min_valid: float = 0.9, name: str = "the model") -> np.ndarray:
+                   min_valid: float = 0.9, name: str = "the model",
+                   first: np.ndarray | None = None) -> np.ndarray:
     """``(m, L, py, px)`` float32 windows of ``cube (L, H, W)`` at seeded positions,
     ``m <= n``, each with at least ``min_valid`` of its pixels finite in every band (NaN kept;
     the model fills and masks them). ``py = min(patch, H)``, ``px = min(patch, W)``: a scene
     smaller than the patch along an axis gives windows as long as the scene along it (the whole
     scene when it is smaller along both; the model refuses windows too small for its
-    receptive field)."""
+    receptive field). ``first``: the windows of :func:`first_round` already read (by the
+    scan), ``(n, L, py, px)``; they are used instead of reading them again."""
     data = cube.data if isinstance(cube, xr.DataArray) else cube
     arr = data if isinstance(data, da.Array) else da.from_array(np.asarray(data))
     L, H, W = (int(s) for s in arr.shape)
@@ -185,7 +210,10 @@ def sample_patches(cube: xr.DataArray | da.Array | np.ndarray, patch: int, n: in
         raise ConfigError(
             f"{name}: {n} patches of {py} x {px} x {L} take {need_bytes / 2**30:.1f} GiB (limit "
             f"{PATCH_BYTES_LIMIT / 2**30:.0f} GiB); lower --set n_patches or patch_size")
-    rng = np.random.default_rng([int(seed), 0x5A7C])
+    if first is not None and first.shape != (n, L, py, px):
+        raise ConfigError(f"{name}: pre-read windows {first.shape} do not match the request "
+                          f"{(n, L, py, px)}")
+    rng = _patch_rng(seed)
     kept: list[np.ndarray] = []
     tried = accepted = 0
     for _ in range(MAX_ROUNDS):
@@ -194,11 +222,13 @@ def sample_patches(cube: xr.DataArray | da.Array | np.ndarray, patch: int, n: in
             break
         rate = accepted / tried if tried else 1.0  # draw for the acceptance seen so far
         draw = min(n, int(np.ceil(want / max(rate, 1.0 / n))))
-        rows = rng.integers(0, H - py + 1, size=draw)
-        cols = rng.integers(0, W - px + 1, size=draw)
-        windows = np.stack(da.compute(*[arr[:, r:r + py, c:c + px]
-                                        for r, c in zip(rows, cols, strict=True)])
-                           ).astype(np.float32, copy=False)
+        rows, cols = _draw(rng, H, W, py, px, draw)
+        if tried == 0 and first is not None:  # round 1 is first_round(): already read
+            windows = np.asarray(first, dtype=np.float32)
+        else:
+            windows = np.stack(da.compute(*[arr[:, r:r + py, c:c + px]
+                                            for r, c in zip(rows, cols, strict=True)])
+                               ).astype(np.float32, copy=False)
         tried += draw
         frac = np.isfinite(windows).all(axis=1).mean(axis=(1, 2))
         good = windows[frac >= min_valid][:want]
@@ -214,9 +244,21 @@ def sample_patches(cube: xr.DataArray | da.Array | np.ndarray, patch: int, n: in
     return patches[:n]
 
 
-def training_patches(cube: xr.DataArray, unmixer: Any) -> np.ndarray:
+def patch_request(cfg: Any, height: int, width: int) -> WindowRequest | None:
+    """The first-round windows of a patch model's config (``patch_size``, ``n_patches``,
+    ``seed``) on a ``height x width`` scene; ``None`` when the config has no patch sampling."""
+    if not all(hasattr(cfg, key) for key in ("patch_size", "n_patches", "seed", "min_valid")):
+        return None
+    if int(cfg.patch_size) < 1 or int(cfg.n_patches) < 1:
+        return None
+    return first_round(height, width, int(cfg.patch_size), int(cfg.n_patches), int(cfg.seed))
+
+
+def training_patches(cube: xr.DataArray, unmixer: Any, first: np.ndarray | None = None
+                     ) -> np.ndarray:
     """The training patches of a spatial ``unmixer`` from its config (``patch_size``,
-    ``n_patches``, ``min_valid``, ``seed``)."""
+    ``n_patches``, ``min_valid``, ``seed``); ``first``: its first-round windows already read
+    (:func:`patch_request`, cut to ``cube``'s bands)."""
     cfg = unmixer.config
     return sample_patches(cube, int(cfg.patch_size), int(cfg.n_patches), int(cfg.seed),
-                          float(cfg.min_valid), name=unmixer.name)
+                          float(cfg.min_valid), name=unmixer.name, first=first)

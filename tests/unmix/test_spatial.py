@@ -16,6 +16,7 @@ from hsu_geo.unmix.base import INPUT_KINDS
 from hsu_geo.unmix.deep.cnnaeu import CNNAEUConfig, CNNAEUUnmixer
 from hsu_geo.unmix.spatial import (
     chunk_memory_bytes,
+    first_round,
     is_spatial,
     sample_patches,
     spatial_chunks,
@@ -237,3 +238,29 @@ def test_scene_smaller_than_the_patch_gives_scene_sized_windows(scene):
     np.testing.assert_array_equal(P[0], np.asarray(cube[:, :15, :30], dtype=np.float32))
     P = sample_patches(cube[:, :15, :30], 20, 4, seed=0)  # shorter than the patch in y only
     assert P.shape == (4, len(WL), 15, 20)
+
+
+def _cut(arr: np.ndarray, req) -> np.ndarray:
+    return np.stack([arr[:, r:r + req.height, c:c + req.width]
+                     for r, c in zip(req.rows, req.cols, strict=True)]).astype(np.float32)
+
+
+@pytest.mark.parametrize("nodata", [False, True])
+def test_pre_read_first_round_gives_the_same_patches(scene, nodata):
+    cube, _ = scene
+    arr = cube.copy()
+    if nodata:  # rejections: later rounds are drawn and read as before
+        arr[:, :, : COLS // 2] = np.nan
+    req = first_round(ROWS, COLS, 10, 30, seed=4)
+    assert (req.height, req.width) == (10, 10) and req.rows.size == 30
+    first = _cut(arr, req)
+    a = sample_patches(as_cube(arr, 16), 10, 30, seed=4, first=first)
+    b = sample_patches(as_cube(arr, 16), 10, 30, seed=4)
+    np.testing.assert_array_equal(a, b)
+    # the first round is taken from `first`, not read again
+    marked = first + 1000.0
+    c = sample_patches(as_cube(arr, 16), 10, 30, seed=4, first=marked)
+    good = np.isfinite(first).all(axis=1).mean(axis=(1, 2)) >= 0.9
+    np.testing.assert_array_equal(c[:good.sum()], marked[good])
+    with pytest.raises(ConfigError, match="pre-read windows"):
+        sample_patches(as_cube(arr, 16), 10, 30, seed=4, first=first[:3])
