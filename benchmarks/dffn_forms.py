@@ -14,6 +14,7 @@ abundances as written), with the wall time of each run.
 
     python benchmarks/dffn_forms.py --part ffm [--refs 256 1024 4096] [--seeds 0-4]
     python benchmarks/dffn_forms.py --part fit [--datasets samson jasper_ridge] [--seeds 0]
+        [--data ../shared/data] [--json rows.json]
 """
 
 from __future__ import annotations
@@ -147,7 +148,12 @@ def main() -> None:
     ap.add_argument("--set", dest="settings", action="append", default=[],
                     help="extra dffn setting KEY=VALUE for both forms (fit part)")
     ap.add_argument("--json", help="write the rows here")
+    ap.add_argument("--data", type=Path, default=None,
+                    help="shared data folder (default: ../shared/data beside the repository)")
     args = ap.parse_args()
+    global DATA
+    if args.data is not None:
+        DATA = args.data
     if args.part == "ffm":
         rows = part_ffm(args.datasets, args.refs, _seeds(args.seeds or "0-4"))
     else:
