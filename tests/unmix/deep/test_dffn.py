@@ -196,6 +196,27 @@ def test_tiles_do_not_change_the_maps(form, exact, sampled, data):
     np.testing.assert_allclose(tiled[1], whole[1], rtol=1e-4, atol=1e-6)
 
 
+def test_sampled_form_a_pixel_beyond_the_halo_changes_nothing(sampled, data):
+    """The full-scene form is local apart from its fixed reference pixels: changing one pixel
+    changes the maps within the halo only (the exact form is non-local by design)."""
+    cube, _, _, _ = data
+    d, (r, c) = sampled.halo, (15, 14)
+
+    def maps(arr: np.ndarray) -> np.ndarray:
+        da_cube = xr.DataArray(arr, dims=("band", "y", "x")).chunk({"band": -1, "y": 10,
+                                                                     "x": 10})
+        return spatial_stacked(da_cube, sampled, 3).values
+
+    before = maps(cube)
+    changed = cube.copy()
+    changed[:, r, c] = cube[:, 2, 2] * 1.7
+    after = maps(changed)
+    yy, xx = np.mgrid[0:cube.shape[1], 0:cube.shape[2]]
+    far = np.maximum(abs(yy - r), abs(xx - c)) > d
+    np.testing.assert_allclose(after[:, far], before[:, far], atol=1e-6, rtol=0)
+    assert np.abs(after[:3, ~far] - before[:3, ~far]).max() > 1e-4  # the test can fail
+
+
 def test_training_sample_follows_the_scene_size(data):
     cube, E, _, _ = data
     scene = xr.DataArray(cube, dims=("band", "y", "x"))
