@@ -21,7 +21,9 @@ from hsu_geo.unmix.spatial import (
     sample_patches,
     spatial_chunks,
     spatial_stacked,
+    training_patches,
 )
+from tests.unmix.deep import deep_model_names, needs_cuda, tiny_config
 from tests.unmix.scenes import linear_scene
 
 WL = np.arange(400.0, 2401.0, 50.0)  # 41 bands keep the convolutions cheap
@@ -264,3 +266,31 @@ def test_pre_read_first_round_gives_the_same_patches(scene, nodata):
     np.testing.assert_array_equal(c[:good.sum()], marked[good])
     with pytest.raises(ConfigError, match="pre-read windows"):
         sample_patches(as_cube(arr, 16), 10, 30, seed=4, first=first[:3])
+
+
+def fit_on_cpu_and_copy(name: str, scene, device: str):
+    """A tiny ``name`` fitted on the CPU and the same weights on ``device``."""
+    cube, E = scene
+    cls = MODELS.get(name)
+    cfg = tiny_config(cls, n_patches=6, patch_size=20, seed=1, precision="fp32")
+    cpu = cls(cfg, device="cpu")
+    c = as_cube(cube, 16)
+    own = getattr(cpu, "training_sample", None)
+    cpu.fit(own(c) if own else training_patches(c, cpu), E)
+    dev = cls(cfg, device=device)
+    dev.load_state(cpu.state())
+    if hasattr(cpu, "fill_spectrum"):
+        dev.fill_spectrum = cpu.fill_spectrum
+    return cpu, dev
+
+
+@pytest.mark.requires_cuda
+@needs_cuda
+@pytest.mark.parametrize("name", deep_model_names(("patches", "image")))
+def test_spatial_models_on_cuda_give_the_cpu_maps_at_any_chunk_size(name, scene):
+    cube, _ = scene
+    cpu, dev = fit_on_cpu_and_copy(name, scene, "cuda:0")
+    assert next(dev.network.parameters()).device.type == "cuda"
+    ref = stacked(cpu, cube, 16)
+    for chunk in (16, 40):
+        np.testing.assert_allclose(stacked(dev, cube, chunk), ref, atol=1e-4)
