@@ -106,3 +106,21 @@ def test_epochs_scale(bench: ModuleType) -> None:
     assert any("--epochs-scale 0.1" in n for n in notes)
     fcls_cfg, fcls_notes = bench.make_config("fcls", 0, 0.5, None)  # no epochs to scale
     assert fcls_notes == [] and fcls_cfg.brightness == "auto"
+
+
+def test_the_other_comparators_run_too(bench: ModuleType,
+                                       tmp_path_factory: pytest.TempPathFactory) -> None:
+    """MVC-NMF, VCA+K-Hype and ConvAE (the spatial one, through the block engine) give
+    finite rows and their columns in the report."""
+    res = bench.run(datasets=["linear_snr30"], size=(16, 16),
+                    methods=["mvc_nmf", "khype", "convae"],
+                    overrides={"mvc_nmf": {"max_iter": 5},
+                               "convae": {"epochs": 1, "n_patches": 2}},
+                    work_dir=tmp_path_factory.mktemp("synth2"), log=lambda _msg: None)
+    assert [r["method"] for r in res["results"]] == ["mvc_nmf", "khype", "convae"]
+    for r in res["results"]:
+        assert all(math.isfinite(r[key]) for key in ("armse", "mean_sad", "seconds_total"))
+        assert len(r["sad"]) == 5
+    text = bench.render(res)
+    assert "| dataset | MVC-NMF | VCA+K-Hype | ConvAE |" in text
+    assert "ConvAE: epochs 320 -> 1 (override)" in " ".join(res["deviations"])
