@@ -300,10 +300,11 @@ def scan_cube_with_windows(cube: xr.DataArray, n_sample: int, seed: int = 0,
     enough candidates. Rows may still hold NaN in some bands (bad bands are decided
     afterwards). A sample over :data:`SAMPLE_BYTES_LIMIT` is refused before anything is read.
 
-    ``windows``: also cut these windows out of the same read, returned third as
-    ``(n, bands, height, width)`` float32 (NaN kept; ``None`` without a request). They must lie
-    inside the scene and, with the sample, fit :data:`SAMPLE_BYTES_LIMIT` more; the caller
-    checks their size (:meth:`WindowRequest.nbytes`).
+    ``windows``: also cut these windows (inside the scene) out of the same read, returned
+    third as ``(n, bands, height, width)`` float32 (NaN kept; ``None`` without a request).
+    Their memory, :meth:`WindowRequest.nbytes` (twice that while they are assembled), comes on
+    top of the sample's; the caller bounds it (the pipeline: the patch limit of
+    :mod:`hsu_geo.unmix.spatial`).
     """
     data = cube.data
     if windows is not None:
