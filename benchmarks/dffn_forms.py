@@ -37,7 +37,8 @@ def _seeds(text: str) -> list[int]:
     return list(range(int(a), int(b or a) + 1))
 
 
-def part_ffm(datasets: list[str], refs: list[int], seeds: list[int]) -> list[dict]:
+def part_ffm(datasets: list[str], refs: list[int], seeds: list[int],
+             data: Path = DATA) -> list[dict]:
     import torch
 
     from hsu_geo.datasets import load_scene
@@ -46,7 +47,7 @@ def part_ffm(datasets: list[str], refs: list[int], seeds: list[int]) -> list[dic
     torch.set_num_threads(1)
     rows = []
     for name in datasets:
-        scene = load_scene(name, DATA)
+        scene = load_scene(name, data)
         L = scene.cube.shape[0]
         Y = torch.from_numpy(scene.cube.reshape(L, -1).astype(np.float32))
         Y = Y / Y.max()
@@ -88,7 +89,8 @@ def _read(out: Path) -> tuple[np.ndarray, np.ndarray]:
     return A, np.stack([raw[c] for c in cols])
 
 
-def part_fit(datasets: list[str], seeds: list[int], settings: list[str]) -> list[dict]:
+def part_fit(datasets: list[str], seeds: list[int], settings: list[str],
+             data: Path = DATA) -> list[dict]:
     from rasterio.errors import NotGeoreferencedWarning
 
     from hsu_geo.config import UnmixOptions
@@ -102,7 +104,7 @@ def part_fit(datasets: list[str], seeds: list[int], settings: list[str]) -> list
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in datasets:
-            scene = load_scene(name, DATA)
+            scene = load_scene(name, data)
             tif = write_geotiff(scene, Path(tmp) / f"{name}.tif")
             ta, te = write_truth(scene, Path(tmp) / f"{name}_truth")
             k = len(scene.names)
@@ -148,16 +150,13 @@ def main() -> None:
     ap.add_argument("--set", dest="settings", action="append", default=[],
                     help="extra dffn setting KEY=VALUE for both forms (fit part)")
     ap.add_argument("--json", help="write the rows here")
-    ap.add_argument("--data", type=Path, default=None,
+    ap.add_argument("--data", type=Path, default=DATA,
                     help="shared data folder (default: ../shared/data beside the repository)")
     args = ap.parse_args()
-    global DATA
-    if args.data is not None:
-        DATA = args.data
     if args.part == "ffm":
-        rows = part_ffm(args.datasets, args.refs, _seeds(args.seeds or "0-4"))
+        rows = part_ffm(args.datasets, args.refs, _seeds(args.seeds or "0-4"), args.data)
     else:
-        rows = part_fit(args.datasets, _seeds(args.seeds or "0"), args.settings)
+        rows = part_fit(args.datasets, _seeds(args.seeds or "0"), args.settings, args.data)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 
