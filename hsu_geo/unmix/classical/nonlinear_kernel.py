@@ -8,8 +8,10 @@ time allocating ``(n, m, m)`` temporaries and in LAPACK's per-matrix overhead fo
 bordered systems, which here are restricted to the free variables and solved in place: Cholesky
 and the Schur complement of the sum-to-one border, pivoted Gaussian elimination when the block
 is not positive definite, ``pinv`` when singular (``m + 1 <= 22`` unknowns for k <= 6). Results
-equal the numpy engine's to rounding (tested). Compiled on first use (about 10 s) and cached
-on disk by numba (``cache=True``).
+equal the numpy engine's to rounding (tested). GBM's iterations use the Gram form of the same
+least squares (:func:`_gbm_normal`: the normal equations from ``[E; W] [E; W]ᵀ`` and the sparse
+Jacobian of the coefficients, not from ``(m, r)`` Jacobian rows), 1.2-1.3x faster at k = 4-6.
+Compiled on first use (about 10 s) and cached on disk by numba (``cache=True``).
 
 Inputs are in the reduced space of :class:`hsu_geo.unmix.classical.nonlinear._Subspace`:
 projected pixels ``z (n, r)``, endmembers ``E (k, r)``, products ``T (k, k, r)`` (PPNMM: all
@@ -111,6 +113,81 @@ def _normal(gbm, x, k, E, T, W, pi, pj, z, f, J, aT, R, g, H) -> float:  # pragm
                 t += J[a, ri] * J[b, ri]
             H[a, b] = t
             H[b, a] = t
+    return s
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
+def _gbm_coefficients(x, k, pi, pj, c) -> None:  # pragma: no cover
+    """GBM model coefficients on the basis ``[E; W]``: ``c = [a; γ_p a_i a_j]`` (m,)."""
+    for i in range(k):
+        c[i] = x[i]
+    for p in range(pi.shape[0]):
+        c[k + p] = x[k + p] * x[pi[p]] * x[pj[p]]
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
+def _gbm_objective(x, k, pi, pj, G, chat, c) -> float:  # pragma: no cover
+    """``||(ĉ - c)ᵀB||² = dᵀGd``: the GBM objective less the pixel's constant misfit outside
+    the model's span, from the Gram matrix ``G = B Bᵀ (m, m)`` of the basis ``B = [E; W]`` and
+    the pixel's unconstrained least-squares coefficients ``ĉ (m,)`` (``z = ĉᵀB +`` a part
+    orthogonal to every ``cᵀB``); ``m²/2`` products instead of ``m r``, and no cancellation
+    against ``||z||²``."""
+    _gbm_coefficients(x, k, pi, pj, c)
+    m = c.shape[0]
+    for a in range(m):
+        c[a] = chat[a] - c[a]
+    s = 0.0
+    for a in range(m):
+        t = 0.5 * G[a, a] * c[a]
+        for b in range(a):
+            t += G[a, b] * c[b]
+        s += 2.0 * c[a] * t
+    return s
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
+def _gbm_normal(x, k, pi, pj, G, chat, c, e, S, g, H) -> float:  # pragma: no cover
+    """The objective of :func:`_gbm_objective`, ``g = J R`` and ``H = J Jᵀ`` in coefficient
+    space: with ``D = ∂c/∂x`` (sparse: ``∂c_i/∂a_i = 1``, ``∂c_p/∂a_i = γ_p a_j``,
+    ``∂c_p/∂γ_p = a_i a_j``) the Jacobian is ``J = D B``, so ``g = D G (ĉ - c)`` and
+    ``H = D G Dᵀ``: about ``6 P m`` products instead of the ``m² r / 2`` of forming ``J Jᵀ``
+    (``P`` pairs, ``m = k + P``, ``r <= m``)."""
+    _gbm_coefficients(x, k, pi, pj, c)
+    m = c.shape[0]
+    P = pi.shape[0]
+    for a in range(m):
+        c[a] = chat[a] - c[a]
+    s = 0.0
+    for a in range(m):
+        t = 0.0
+        for b in range(m):
+            t += G[a, b] * c[b]
+        e[a] = t
+        s += c[a] * t
+    for i in range(k):
+        g[i] = e[i]
+        for b in range(m):
+            S[i, b] = G[i, b]
+    for p in range(P):
+        i, j, q = pi[p], pj[p], k + p
+        ci, cj, cp = x[q] * x[j], x[q] * x[i], x[i] * x[j]
+        g[i] += ci * e[q]
+        g[j] += cj * e[q]
+        g[q] = cp * e[q]
+        for b in range(m):
+            gq = G[q, b]
+            S[i, b] += ci * gq
+            S[j, b] += cj * gq
+            S[q, b] = cp * gq
+    for u in range(m):
+        for i in range(k):
+            H[u, i] = S[u, i]
+        for p in range(P):
+            i, j, q = pi[p], pj[p], k + p
+            sq = S[u, q]
+            H[u, i] += x[q] * x[j] * sq
+            H[u, j] += x[q] * x[i] * sq
+            H[u, q] = x[i] * x[j] * sq
     return s
 
 
@@ -272,12 +349,16 @@ def _weights(gbm, x, k, pi, pj, w) -> None:  # pragma: no cover
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
-def _fit_pixels(gbm, z, a0, E, T, W, pi, pj, lo, hi, max_iter, tol, b_max, ridge, backtrack,
-                mu0, mu_min, mu_max, X, conv, iters, rss, rss_lin
+def _fit_pixels(gbm, z, a0, E, T, W, pi, pj, G, Bp, lo, hi, max_iter, tol, b_max, ridge,
+                backtrack, mu0, mu_min, mu_max, X, conv, iters, rss, rss_lin
                 ) -> None:  # pragma: no cover
     n, r = z.shape
     k = E.shape[0]
     m = X.shape[1]
+    h = np.empty(m)
+    c = np.empty(m)
+    e = np.empty(m)
+    S = np.empty((m, m))
     f = np.empty(r)
     J = np.empty((m, r))
     aT = np.empty((k, r))
@@ -302,15 +383,21 @@ def _fit_pixels(gbm, z, a0, E, T, W, pi, pj, lo, hi, max_iter, tol, b_max, ridge
         for a in range(k, m):
             x[a] = 0.0
         # the linear (FCLS) point, and the nonlinear start
-        obj = _normal(gbm, x, k, E, T, W, pi, pj, zp, f, J, aT, R, g, H)
-        lin = obj
-        rss_lin[px] = lin
-        if gbm:
+        if gbm:  # GBM iterates on the Gram form (ĉ = z B⁺), see _gbm_normal
+            for a in range(m):
+                t = 0.0
+                for ri in range(r):
+                    t += zp[ri] * Bp[ri, a]
+                h[a] = t
+            lin = _objective(gbm, x, k, E, T, W, pi, pj, zp, f, J, aT)
             for a in range(k, m):
                 x[a] = 0.5
+            obj = _gbm_normal(x, k, pi, pj, G, h, c, e, S, g, H)
         else:
+            lin = _normal(gbm, x, k, E, T, W, pi, pj, zp, f, J, aT, R, g, H)
             x[k] = min(max(g[k] / max(H[k, k], 1e-300), -b_max), b_max)
-        obj = _normal(gbm, x, k, E, T, W, pi, pj, zp, f, J, aT, R, g, H)
+            obj = _normal(gbm, x, k, E, T, W, pi, pj, zp, f, J, aT, R, g, H)
+        rss_lin[px] = lin
         mu = mu0
         done = False
         it_used = max_iter
@@ -349,7 +436,10 @@ def _fit_pixels(gbm, z, a0, E, T, W, pi, pj, lo, hi, max_iter, tol, b_max, ridge
                 for a in range(m):
                     v[a] = x[a] + alpha * d[a]
                 _project(v, k, lo, hi, xt, u)
-                ot = _objective(gbm, xt, k, E, T, W, pi, pj, zp, f, J, aT)
+                if gbm:
+                    ot = _gbm_objective(xt, k, pi, pj, G, h, c)
+                else:
+                    ot = _objective(gbm, xt, k, E, T, W, pi, pj, zp, f, J, aT)
                 if ot <= obj:
                     for a in range(m):
                         xn[a] = xt[a]
@@ -375,7 +465,12 @@ def _fit_pixels(gbm, z, a0, E, T, W, pi, pj, lo, hi, max_iter, tol, b_max, ridge
                 done = True
                 it_used = it + 1
                 break
-            _normal(gbm, x, k, E, T, W, pi, pj, zp, f, J, aT, R, g, H)
+            if gbm:
+                _gbm_normal(x, k, pi, pj, G, h, c, e, S, g, H)
+            else:
+                _normal(gbm, x, k, E, T, W, pi, pj, zp, f, J, aT, R, g, H)
+        if gbm:  # the reported residual from the residual itself, not the Gram expansion
+            obj = _objective(gbm, x, k, E, T, W, pi, pj, zp, f, J, aT)
         # never worse than the linear point (GBM starts at γ = 1/2, not at γ = 0)
         if obj > lin:
             for a in range(k):
@@ -408,9 +503,12 @@ def fit_block(gbm: bool, z: NDArray[np.float64], a0: NDArray[np.float64],
     iters = np.empty(n, dtype=np.int16)
     rss = np.empty(n)
     rss_lin = np.empty(n)
+    B = np.vstack([E, W]) if gbm else E  # GBM's basis (m, r); PPNMM does not use these
+    G = np.ascontiguousarray(B @ B.T)
+    Bp = np.ascontiguousarray(np.linalg.pinv(B, rcond=1e-10))  # (r, m): ĉ = z B⁺
     _fit_pixels(bool(gbm), np.ascontiguousarray(z, dtype=np.float64),
                 np.ascontiguousarray(a0, dtype=np.float64), E, T, W,
-                pi.astype(np.int64), pj.astype(np.int64), lo, hi, int(max_iter), float(tol),
+                pi.astype(np.int64), pj.astype(np.int64), G, Bp, lo, hi, int(max_iter), float(tol),
                 float(b_max), float(ridge), int(backtrack), *map(float, mu),
                 X, conv, iters, rss, rss_lin)
     return X, conv, iters, rss, rss_lin
