@@ -48,12 +48,33 @@ if str(ROOT) not in sys.path:
 
 from hsu_geo.unmix.adapter import _unmix_block  # noqa: E402
 from hsu_geo.unmix.classical import fcls  # noqa: E402
-from hsu_geo.unmix.classical.nonlinear import fit_nonlinear, linearity_gate  # noqa: E402
+from hsu_geo.unmix.classical.nonlinear import (  # noqa: E402
+    fit_nonlinear,
+    linearity_gate,
+    scene_noise_std,
+)
 from hsu_geo.unmix.classical.nonlinear_model import (  # noqa: E402
+    GbmConfig,
     GbmUnmixer,
-    NonlinearConfig,
     PpnmmUnmixer,
 )
+
+#: weight of GBM's γ prior (``--gamma-prior``; default: the CLI's, GbmConfig)
+GAMMA_PRIOR = GbmConfig.gamma_prior
+
+
+def _gamma_prior(kind: str, Y: np.ndarray) -> float:
+    """GBM's λ for pixels ``Y`` as the unmixer sets it (``GAMMA_PRIOR · σ̂²``); 0 for PPNMM."""
+    if kind != "gbm" or GAMMA_PRIOR <= 0:
+        return 0.0
+    sigma = scene_noise_std(Y)
+    return GAMMA_PRIOR * sigma * sigma if sigma else 0.0
+
+
+def _config(cls: Any, **kw: Any) -> Any:
+    if cls.kind == "gbm":
+        kw["gamma_prior"] = GAMMA_PRIOR
+    return cls.Config(**kw)
 from hsu_geo.unmix.metrics import abundance_armse, abundance_rmse, match_endmembers  # noqa: E402
 
 DATASETS = [f"{m}_snr{s}" for m in ("linear", "bilinear", "pnmm") for s in (10, 20, 30)]
@@ -97,14 +118,21 @@ def speed(n: int, bands: int, repeat: int) -> list[dict[str, Any]]:
         M = M_all[:k]
         A = rng.dirichlet(np.ones(k), n)
         Y = add_noise(pnmm(A, M, xi=rng.uniform(-0.3, 0.3, n)), 30.0, rng).astype("float32")
-        row: dict[str, Any] = {"k": k, "pixels": n, "bands": int(M.shape[1]), "cores": cores}
+        row: dict[str, Any] = {"k": k, "pixels": n, "bands": int(M.shape[1]), "cores": cores,
+                               "gamma_prior": GAMMA_PRIOR}
         runs: dict[str, Any] = {"fcls": lambda Y=Y, M=M: fcls(Y, M)}
         for kind, cls in (("ppnmm", PpnmmUnmixer), ("gbm", GbmUnmixer)):
-            runs[f"{kind}_numpy"] = lambda kind=kind, Y=Y, M=M: fit_nonlinear(
-                Y, M, kind, engine="numpy")
-            runs[f"{kind}_1"] = lambda kind=kind, Y=Y, M=M: fit_nonlinear(Y, M, kind, threads=1)
-            runs[kind] = lambda kind=kind, Y=Y, M=M: fit_nonlinear(Y, M, kind, threads=cores)
-            u = cls(NonlinearConfig(gate="always"))
+            lam = _gamma_prior(kind, Y)
+            runs[f"{kind}_numpy"] = lambda kind=kind, Y=Y, M=M, lam=lam: fit_nonlinear(
+                Y, M, kind, engine="numpy", gamma_prior=lam)
+            runs[f"{kind}_1"] = lambda kind=kind, Y=Y, M=M, lam=lam: fit_nonlinear(
+                Y, M, kind, threads=1, gamma_prior=lam)
+            runs[kind] = lambda kind=kind, Y=Y, M=M, lam=lam: fit_nonlinear(
+                Y, M, kind, threads=cores, gamma_prior=lam)
+            if lam > 0:
+                runs[f"{kind}_plain"] = lambda kind=kind, Y=Y, M=M: fit_nonlinear(
+                    Y, M, kind, threads=cores)
+            u = cls(_config(cls, gate="always"))
             u.fit(Y[:2000], M)
             runs[f"{kind}_unmixer"] = lambda u=u, Y=Y: u.abundances_and_extras(Y)
         for name, fn in runs.items():
@@ -116,7 +144,7 @@ def speed(n: int, bands: int, repeat: int) -> list[dict[str, Any]]:
             row[name] = n / best
         rows.append(row)
         _say(f"speed k={k}: " + ", ".join(f"{m} {v:,.0f} px/s" for m, v in row.items()
-                                          if isinstance(v, float)))
+                                          if isinstance(v, float) and m != "gamma_prior"))
     return rows
 
 
@@ -172,7 +200,7 @@ def _estimate(cube: np.ndarray, M: np.ndarray, spatial: int,
     for cls in (PpnmmUnmixer, GbmUnmixer):
         kind = cls.kind
         if spatial > 1 and gates is not None:  # the kernel of `hsu-geo unmix`, spatial prior
-            u = cls(NonlinearConfig(gate="always", spatial=spatial))
+            u = cls(_config(cls, gate="always", spatial=spatial))
             u.fit(Y, M)
             out = _apply(u, cube, k, 2)
             res[kind] = out[:, :k]
@@ -185,10 +213,13 @@ def _estimate(cube: np.ndarray, M: np.ndarray, spatial: int,
             ev["decision"] = "nonlinear" if ev["statistic"] > ev["needed"] else "linear"
             use = ev["decision"] == "nonlinear"
         else:
-            fit = fit_nonlinear(Y, M, kind)  # the raw pixels: what gate=auto evaluates
+            # the raw pixels: what gate=auto evaluates
+            fit = fit_nonlinear(Y, M, kind, gamma_prior=_gamma_prior(kind, Y))
             res[kind] = fit.A
             res[f"{kind}_converged"] = float(np.mean(fit.converged))
-            use, ev = linearity_gate(Y, M, kind, fit=fit)
+            res[f"{kind}_iterations"] = float(np.mean(fit.iterations))
+            use, ev = linearity_gate(Y, M, kind, fit=fit, gamma_prior_weight=GAMMA_PRIOR
+                                     if kind == "gbm" else 0.0)
         res[f"{kind}_gate"] = ev
         res[f"{kind}_auto"] = res[kind] if use else res["fcls"]
     return res
@@ -259,14 +290,17 @@ def render(speed_rows: list[dict[str, Any]] | None, acc: dict[str, Any] | None) 
                   "spectra for the RMSE band; dask runs chunks in parallel instead).", "",
                   "| k | bands | pixels | fcls | ppnmm fit | ppnmm fit, 1 core | ppnmm numpy "
                   "| ppnmm unmixer | gbm fit | gbm fit, 1 core | gbm numpy | gbm unmixer "
-                  "| compiled / numpy (ppnmm, gbm; 1 core) |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| gbm fit, γ prior off | compiled / numpy (ppnmm, gbm; 1 core) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines[-3:-3] = [f"gbm: γ prior weight {speed_rows[0].get('gamma_prior', 0):g} x σ̂², "
+                        "as the CLI; 'γ prior off' = plain least squares (the estimator "
+                        "before the prior).", ""]
         for r in speed_rows:
             lines.append(
                 f"| {r['k']} | {r['bands']} | {r['pixels']} | {r['fcls']:,.0f} | "
-                + " | ".join(f"{r[c]:,.0f}" for c in (
+                + " | ".join(f"{r[c]:,.0f}" if c in r else "—" for c in (
                     "ppnmm", "ppnmm_1", "ppnmm_numpy", "ppnmm_unmixer",
-                    "gbm", "gbm_1", "gbm_numpy", "gbm_unmixer"))
+                    "gbm", "gbm_1", "gbm_numpy", "gbm_unmixer", "gbm_plain"))
                 + f" | {r['ppnmm_1'] / r['ppnmm_numpy']:.1f}x, "
                 f"{r['gbm_1'] / r['gbm_numpy']:.1f}x |")
         lines.append("")
@@ -353,8 +387,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="render the --json files of earlier (split) runs instead of running")
     ap.add_argument("--threshold", type=float, default=None,
                     help="with --merge: the gate threshold c to apply (default: as run)")
+    ap.add_argument("--gamma-prior", type=float, default=GAMMA_PRIOR,
+                    help="weight of GBM's γ prior (x σ̂²; 0 = plain least squares, the "
+                         f"estimator before the prior; default {GAMMA_PRIOR:g}, the CLI's)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
+    global GAMMA_PRIOR
+    GAMMA_PRIOR = args.gamma_prior
     if args.merge:
         parts = [json.loads(p.read_text()) for p in args.merge]
         sp = next((p["speed"] for p in parts if p.get("speed")), None)

@@ -148,4 +148,7 @@ def _load_npz(path: Path, device: str) -> tuple[np.ndarray, np.ndarray, Any, dic
         unmixer.fit_info = json.loads(str(arrays["fit_info"]))
     except ValueError:
         unmixer.fit_info = {}
+    restore = getattr(unmixer, "restore_fit_info", None)
+    if restore is not None:  # decisions of the fit that live in fit_info (nonlinear gate)
+        restore()
     return np.asarray(wl, np.float64), np.asarray(band, np.int64), unmixer, meta

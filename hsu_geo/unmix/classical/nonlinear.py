@@ -41,6 +41,7 @@ GBM 35-145 k px/s for k = 6..4 (GBM needs 2-3x more iterations).
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -70,6 +71,7 @@ __all__ = [
     "forward",
     "linearity_gate",
     "n_parameters",
+    "scene_noise_std",
     "simplex_projection",
 ]
 
@@ -410,6 +412,34 @@ class _GbmMoments:
         return w
 
 
+class _GammaPrior:
+    """A bound GBM problem (:class:`_Subspace` or :class:`_GbmMoments`) with ``λ Σ_p (γ_p - ½)²``
+    added to its objective: the gradient gains ``-λ (γ - ½)``, the normal matrix ``λ`` on the γ
+    diagonal. The residual itself stays ``problem.objective``."""
+
+    def __init__(self, problem: Any, lam: float) -> None:
+        self.problem, self.lam = problem, lam
+        self.k, self.m, self.kind = problem.k, problem.m, problem.kind
+
+    def _penalty(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        return self.lam * np.square(x[:, self.k:] - 0.5).sum(axis=1)
+
+    def objective(self, x: NDArray[np.float64], rows: NDArray[np.intp]) -> NDArray[np.float64]:
+        return self.problem.objective(x, rows) + self._penalty(x)
+
+    def normal(self, x: NDArray[np.float64], rows: NDArray[np.intp]):
+        obj, g, H = self.problem.normal(x, rows)
+        g = g.copy()
+        g[:, self.k:] -= self.lam * (x[:, self.k:] - 0.5)
+        idx = np.arange(self.k, self.m)
+        H = H.copy()
+        H[:, idx, idx] += self.lam
+        return obj + self._penalty(x), g, H
+
+    def weights(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        return self.problem.weights(x)
+
+
 def _bounds(kind: str, m: int, k: int, b_max: float) -> tuple[NDArray[np.float64], ...]:
     lo = np.zeros(m)
     hi = np.ones(m)
@@ -579,7 +609,7 @@ def check_problem(Y: ArrayLike, M: ArrayLike, kind: str) -> tuple[NDArray[np.flo
 def fit_nonlinear(Y: ArrayLike, M: ArrayLike, kind: str = "ppnmm", *, max_iter: int = 30,
                   tol: float = 1e-5, b_max: float = 10.0, A0: ArrayLike | None = None,
                   engine: str = "compiled", threads: int | None = None,
-                  _moments: bool = False) -> NonlinearFit:
+                  gamma_prior: float = 0.0, _moments: bool = False) -> NonlinearFit:
     """Fit ``kind`` (``ppnmm`` or ``gbm``) to every pixel of ``Y (N, L)`` with endmembers
     ``M (k, L)``; see the module docstring. ``tol`` is the step (abundance units, and units of
     ``b``/``γ``) below which a pixel has converged; ``b_max`` bounds ``|b|`` of PPNMM (a safety
@@ -590,6 +620,12 @@ def fit_nonlinear(Y: ArrayLike, M: ArrayLike, kind: str = "ppnmm", *, max_iter: 
     per core), on ``threads`` threads (blocks of pixels; default: every core when called from
     the main thread, 1 from any other thread, e.g. dask's chunk threads, which already keep
     the cores busy); ``"numpy"`` is the vectorised reference implementation.
+    ``gamma_prior`` (GBM only): ``λ`` (units of Y²) of a Gaussian prior on the interaction
+    coefficients, ``λ Σ (γ_ij - ½)²`` added to the least-squares objective (a MAP estimate; the
+    reported ``rss`` stays the residual). :class:`GbmUnmixer` sets ``λ = 12 σ̂²``, the Gaussian
+    with the mean and variance of GBM's U(0, 1) prior (Halimi et al. 2011): γ of pairs the data
+    do not determine (``a_i a_j`` near 0, or noise-level interaction) settle at ½ instead of
+    wandering between the bounds. 0 (default here): plain least squares.
     ``_moments=True`` (numpy engine) uses the moment formulation (:class:`_PpnmmMoments`,
     :class:`_GbmMoments`): the same objective and normal equations without Jacobians; in numpy
     it is no faster (measured: equal for PPNMM, 1.3x slower for GBM), and it is kept as the
@@ -605,11 +641,16 @@ def fit_nonlinear(Y: ArrayLike, M: ArrayLike, kind: str = "ppnmm", *, max_iter: 
     if engine not in ENGINES:
         raise ConfigError(f"nonlinear engine {engine!r} is not known; use one of "
                           f"{', '.join(ENGINES)}")
+    if not (math.isfinite(gamma_prior) and gamma_prior >= 0):
+        raise ConfigError(f"gamma_prior must be a finite value >= 0 (got {gamma_prior})")
+    if gamma_prior > 0 and kind != "gbm":
+        raise ConfigError(f"gamma_prior weights GBM's interaction coefficients; {kind} has none "
+                          "(use gamma_prior=0)")
     if A0 is not None and np.shape(A0) != (Y.shape[0], M.shape[0]):
         raise ConfigError(f"A0 must be (N, k) = {(Y.shape[0], M.shape[0])}; got {np.shape(A0)}")
     if engine == "compiled" and not _moments:
         return _fit_compiled(Y, M, kind, max_iter=max_iter, tol=tol, b_max=b_max, A0=A0,
-                             threads=threads)
+                             threads=threads, gamma_prior=gamma_prior)
     k, N = M.shape[0], Y.shape[0]
     moments = _moments
     sub = (_PpnmmMoments(M) if kind == "ppnmm" else _GbmMoments(M)) if moments \
@@ -642,7 +683,8 @@ def fit_nonlinear(Y: ArrayLike, M: ArrayLike, kind: str = "ppnmm", *, max_iter: 
                 x0[:, k] = np.clip(b0, lo[k], hi[k])
             else:
                 x0[:, k:] = 0.5
-            x, c, it = _gauss_newton(prob, x0, lo, hi, max_iter, tol)
+            solved = _GammaPrior(prob, gamma_prior) if gamma_prior > 0 else prob
+            x, c, it = _gauss_newton(solved, x0, lo, hi, max_iter, tol)
             rss_b = prob.objective(x, rows) + perp
         # GBM starts at γ = 1/2, not at the FCLS point (γ = 0, a valid GBM point): keep that
         # point where the fit ended worse (a poorer local minimum), so the fit never loses
@@ -666,8 +708,8 @@ def _default_threads(threads: int | None) -> int:
 
 
 def _fit_compiled(Y: NDArray[np.floating], M: NDArray[np.float64], kind: str, *, max_iter: int,
-                  tol: float, b_max: float, A0: ArrayLike | None, threads: int | None
-                  ) -> NonlinearFit:
+                  tol: float, b_max: float, A0: ArrayLike | None, threads: int | None,
+                  gamma_prior: float = 0.0) -> NonlinearFit:
     """:func:`fit_nonlinear` with the compiled kernel: blocks of pixels on threads (the kernel
     releases the GIL); per block one BLAS projection, one FCLS start, then the kernel."""
     from hsu_geo.unmix.classical.nonlinear_kernel import fit_block
@@ -685,7 +727,7 @@ def _fit_compiled(Y: NDArray[np.floating], M: NDArray[np.float64], kind: str, *,
         x, c, it, r_b, r_l = fit_block(
             kind == "gbm", z, a0, sub.E, sub.T, sub.W, sub.pi, sub.pj, lo, hi,
             max_iter=max_iter, tol=tol, b_max=b_max, ridge=_RIDGE, backtrack=_BACKTRACK,
-            mu=(_MU0, _MU_MIN, _MU_MAX))
+            mu=(_MU0, _MU_MIN, _MU_MAX), gamma_prior=gamma_prior)
         out.A[s:e], out.theta[s:e] = x[:, :k], x[:, k:]
         out.converged[s:e], out.iterations[s:e] = c, it
         out.rss[s:e] = np.maximum(r_b + perp, 0.0)
@@ -709,7 +751,8 @@ def _fit_compiled(Y: NDArray[np.floating], M: NDArray[np.float64], kind: str, *,
 
 
 def _null_explained(A: NDArray[np.float64], M: NDArray[np.float64], kind: str, sigma: float,
-                    draws: int, rng: np.random.Generator, max_iter: int, tol: float) -> float:
+                    draws: int, rng: np.random.Generator, max_iter: int, tol: float,
+                    gamma_prior: float = 0.0) -> float:
     """Mean residual decrease / σ² of the nonlinear fit on LINEAR data like the scene's: the
     FCLS abundances ``A (n, k)`` of the sample mixed with endmembers carrying white noise of
     the scene's level (as a noisy pure pixel does; 0 for exact endmembers, so this bounds the
@@ -718,14 +761,37 @@ def _null_explained(A: NDArray[np.float64], M: NDArray[np.float64], kind: str, s
     for _ in range(draws):
         Me = M + sigma * rng.standard_normal(M.shape)
         Y0 = A @ Me + sigma * rng.standard_normal((A.shape[0], M.shape[1]))
-        r0 = fit_nonlinear(Y0, M, kind, max_iter=max_iter, tol=tol)
+        r0 = fit_nonlinear(Y0, M, kind, max_iter=max_iter, tol=tol, gamma_prior=gamma_prior)
         vals.append(float(np.mean(r0.rss_linear - r0.rss)) / (sigma * sigma))
     return float(np.mean(vals))
+
+
+def _gate_sample(Y: NDArray[np.floating], max_pixels: int, rng: np.random.Generator
+                 ) -> NDArray[np.floating]:
+    """At most ``max_pixels`` rows of ``Y``, drawn without replacement, in scene order."""
+    N = Y.shape[0]
+    if max_pixels < N:
+        return np.ascontiguousarray(Y[np.sort(rng.choice(N, max_pixels, replace=False))])
+    return Y
+
+
+def scene_noise_std(Y: ArrayLike, *, max_pixels: int = 20_000, seed: int = 0) -> float | None:
+    """The noise level the gate uses (band-regression noise per band, median over bands) from a
+    pixel sample ``Y (N, L)``; None with fewer pixels than it needs."""
+    from hsu_geo.endmembers.count import MIN_NOISE_DOF, signal_spectrum
+
+    Y = np.asarray(Y)
+    if Y.shape[0] < Y.shape[1] + MIN_NOISE_DOF:
+        return None
+    Ys = _gate_sample(Y, max_pixels, np.random.default_rng(seed))
+    sigma = float(signal_spectrum(Ys)["noise_std_median"])
+    return sigma if sigma > 0 else None
 
 
 def linearity_gate(Y: ArrayLike, M: ArrayLike, kind: str, *, threshold: float = 5.0,
                    spatial: int = 0, max_pixels: int = 20_000, null_pixels: int = 1000,
                    null_draws: int = 3, max_iter: int = 30, tol: float = 1e-5, seed: int = 0,
+                   gamma_prior_weight: float = 0.0,
                    fit: NonlinearFit | None = None) -> tuple[bool, dict]:
     """Decide from a pixel sample ``Y (N, L)`` whether ``kind`` explains the scene better than
     the linear model by clearly more than noise does: ``(use_nonlinear, evidence)``.
@@ -749,8 +815,10 @@ def linearity_gate(Y: ArrayLike, M: ArrayLike, kind: str, *, threshold: float = 
        the noise cannot be estimated (too few pixels) the linear model is kept and the
        reason given.
 
-    ``fit``: the nonlinear fit of the same pixels if the caller has it (with at most
-    ``max_pixels`` pixels, else of the gate's subsample).
+    ``gamma_prior_weight`` (GBM): every fit here uses ``gamma_prior = weight · σ²`` (see
+    :func:`fit_nonlinear`), as the scene's fit will. ``fit``: the nonlinear fit of the same
+    pixels (same prior) if the caller has it (with at most ``max_pixels`` pixels, else of the
+    gate's subsample).
     """
     from hsu_geo.endmembers.count import MIN_NOISE_DOF, signal_spectrum
 
@@ -765,27 +833,26 @@ def linearity_gate(Y: ArrayLike, M: ArrayLike, kind: str, *, threshold: float = 
             f"{L + MIN_NOISE_DOF}); the linear model is kept"))
         return False, evidence
     rng = np.random.default_rng(seed)
-    if max_pixels < N:
-        pick = np.sort(rng.choice(N, max_pixels, replace=False))
-        Ys = np.ascontiguousarray(Y[pick])
-    else:
-        Ys = Y
+    Ys = _gate_sample(Y, max_pixels, rng)
     noise = signal_spectrum(Ys)
     sigma = float(noise["noise_std_median"])
     if not sigma > 0:
         evidence.update(decision="linear", reason="the noise estimate is zero; linear kept")
         return False, evidence
     var = sigma * sigma
-    res = fit if fit is not None else fit_nonlinear(Ys, M, kind, max_iter=max_iter, tol=tol)
+    lam = gamma_prior_weight * var if kind == "gbm" else 0.0
+    res = fit if fit is not None else fit_nonlinear(Ys, M, kind, max_iter=max_iter, tol=tol,
+                                                    gamma_prior=lam)
     D = float(np.mean(res.rss_linear - res.rss)) / var
     sub = rng.choice(Ys.shape[0], min(null_pixels, Ys.shape[0]), replace=False)
     A0 = np.asarray(fcls(Ys[sub], M), dtype=np.float64)
-    D0 = max(_null_explained(A0, M, kind, sigma, null_draws, rng, max_iter, tol), 0.05)
+    D0 = max(_null_explained(A0, M, kind, sigma, null_draws, rng, max_iter, tol, lam), 0.05)
     stat = (D - D0) * gain + D0
     use = bool(stat > threshold * D0)
     evidence.update(
         decision="nonlinear" if use else "linear",
         noise_std=sigma, noise_method="band regression (hsu_geo.endmembers.count)",
+        gamma_prior=lam,
         pixels=int(Ys.shape[0]),
         fcls_residual_over_noise=float(np.mean(res.rss_linear) / (L * var)),
         nonlinear_residual_over_noise=float(np.mean(res.rss) / (L * var)),

@@ -126,12 +126,12 @@ def _gbm_coefficients(x, k, pi, pj, c) -> None:  # pragma: no cover
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
-def _gbm_objective(x, k, pi, pj, G, chat, c) -> float:  # pragma: no cover
-    """``||(ĉ - c)ᵀB||² = dᵀGd``: the GBM objective less the pixel's constant misfit outside
-    the model's span, from the Gram matrix ``G = B Bᵀ (m, m)`` of the basis ``B = [E; W]`` and
-    the pixel's unconstrained least-squares coefficients ``ĉ (m,)`` (``z = ĉᵀB +`` a part
-    orthogonal to every ``cᵀB``); ``m²/2`` products instead of ``m r``, and no cancellation
-    against ``||z||²``."""
+def _gbm_objective(x, k, pi, pj, G, chat, c, lam) -> float:  # pragma: no cover
+    """``||(ĉ - c)ᵀB||² + λ Σ_p (γ_p - ½)²``: the GBM objective less the pixel's constant
+    misfit outside the model's span, from the Gram matrix ``G = B Bᵀ (m, m)`` of the basis
+    ``B = [E; W]`` and the pixel's unconstrained least-squares coefficients ``ĉ (m,)``
+    (``z = ĉᵀB +`` a part orthogonal to every ``cᵀB``); ``m²/2`` products instead of ``m r``,
+    and no cancellation against ``||z||²``. ``λ``: the γ prior's weight (0 = least squares)."""
     _gbm_coefficients(x, k, pi, pj, c)
     m = c.shape[0]
     for a in range(m):
@@ -142,16 +142,20 @@ def _gbm_objective(x, k, pi, pj, G, chat, c) -> float:  # pragma: no cover
         for b in range(a):
             t += G[a, b] * c[b]
         s += 2.0 * c[a] * t
+    if lam > 0.0:
+        for p in range(pi.shape[0]):
+            s += lam * (x[k + p] - 0.5) ** 2
     return s
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
-def _gbm_normal(x, k, pi, pj, G, chat, c, e, S, g, H) -> float:  # pragma: no cover
+def _gbm_normal(x, k, pi, pj, G, chat, c, e, S, g, H, lam) -> float:  # pragma: no cover
     """The objective of :func:`_gbm_objective`, ``g = J R`` and ``H = J Jᵀ`` in coefficient
     space: with ``D = ∂c/∂x`` (sparse: ``∂c_i/∂a_i = 1``, ``∂c_p/∂a_i = γ_p a_j``,
     ``∂c_p/∂γ_p = a_i a_j``) the Jacobian is ``J = D B``, so ``g = D G (ĉ - c)`` and
     ``H = D G Dᵀ``: about ``6 P m`` products instead of the ``m² r / 2`` of forming ``J Jᵀ``
-    (``P`` pairs, ``m = k + P``, ``r <= m``)."""
+    (``P`` pairs, ``m = k + P``, ``r <= m``). The γ prior adds ``-λ (γ_p - ½)`` to ``g`` and
+    ``λ`` to ``H``'s γ diagonal."""
     _gbm_coefficients(x, k, pi, pj, c)
     m = c.shape[0]
     P = pi.shape[0]
@@ -188,6 +192,12 @@ def _gbm_normal(x, k, pi, pj, G, chat, c, e, S, g, H) -> float:  # pragma: no co
             H[u, i] += x[q] * x[j] * sq
             H[u, j] += x[q] * x[i] * sq
             H[u, q] = x[i] * x[j] * sq
+    if lam > 0.0:
+        for p in range(P):
+            q = k + p
+            s += lam * (x[q] - 0.5) ** 2
+            g[q] -= lam * (x[q] - 0.5)
+            H[q, q] += lam
     return s
 
 
@@ -349,7 +359,7 @@ def _weights(gbm, x, k, pi, pj, w) -> None:  # pragma: no cover
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
-def _fit_pixels(gbm, z, a0, E, T, W, pi, pj, G, Bp, lo, hi, max_iter, tol, b_max, ridge,
+def _fit_pixels(gbm, z, a0, E, T, W, pi, pj, G, Bp, lam, lo, hi, max_iter, tol, b_max, ridge,
                 backtrack, mu0, mu_min, mu_max, X, conv, iters, rss, rss_lin
                 ) -> None:  # pragma: no cover
     n, r = z.shape
@@ -392,7 +402,7 @@ def _fit_pixels(gbm, z, a0, E, T, W, pi, pj, G, Bp, lo, hi, max_iter, tol, b_max
             lin = _objective(gbm, x, k, E, T, W, pi, pj, zp, f, J, aT)
             for a in range(k, m):
                 x[a] = 0.5
-            obj = _gbm_normal(x, k, pi, pj, G, h, c, e, S, g, H)
+            obj = _gbm_normal(x, k, pi, pj, G, h, c, e, S, g, H, lam)
         else:
             lin = _normal(gbm, x, k, E, T, W, pi, pj, zp, f, J, aT, R, g, H)
             x[k] = min(max(g[k] / max(H[k, k], 1e-300), -b_max), b_max)
@@ -437,7 +447,7 @@ def _fit_pixels(gbm, z, a0, E, T, W, pi, pj, G, Bp, lo, hi, max_iter, tol, b_max
                     v[a] = x[a] + alpha * d[a]
                 _project(v, k, lo, hi, xt, u)
                 if gbm:
-                    ot = _gbm_objective(xt, k, pi, pj, G, h, c)
+                    ot = _gbm_objective(xt, k, pi, pj, G, h, c, lam)
                 else:
                     ot = _objective(gbm, xt, k, E, T, W, pi, pj, zp, f, J, aT)
                 if ot <= obj:
@@ -466,7 +476,7 @@ def _fit_pixels(gbm, z, a0, E, T, W, pi, pj, G, Bp, lo, hi, max_iter, tol, b_max
                 it_used = it + 1
                 break
             if gbm:
-                _gbm_normal(x, k, pi, pj, G, h, c, e, S, g, H)
+                _gbm_normal(x, k, pi, pj, G, h, c, e, S, g, H, lam)
             else:
                 _normal(gbm, x, k, E, T, W, pi, pj, zp, f, J, aT, R, g, H)
         if gbm:  # the reported residual from the residual itself, not the Gram expansion
@@ -489,10 +499,12 @@ def fit_block(gbm: bool, z: NDArray[np.float64], a0: NDArray[np.float64],
               E: NDArray[np.float64], T: NDArray[np.float64], W: NDArray[np.float64],
               pi: NDArray[np.intp], pj: NDArray[np.intp], lo: NDArray[np.float64],
               hi: NDArray[np.float64], *, max_iter: int, tol: float, b_max: float,
-              ridge: float, backtrack: int, mu: tuple[float, float, float]
+              ridge: float, backtrack: int, mu: tuple[float, float, float],
+              gamma_prior: float = 0.0
               ) -> tuple[NDArray[np.float64], NDArray[np.bool_], NDArray[np.int16],
                          NDArray[np.float64], NDArray[np.float64]]:
     """Fit the pixels ``z (n, r)`` from FCLS abundances ``a0 (n, k)``; releases the GIL.
+    ``gamma_prior``: GBM's ``λ`` of ``λ Σ (γ - ½)²`` added to the objective (0: none).
 
     Returns ``(x (n, m), converged (n,), iterations (n,), rss (n,), rss_linear (n,))``, the
     residual sums in the reduced space (add the part of ``||y||²`` outside it).
@@ -508,7 +520,7 @@ def fit_block(gbm: bool, z: NDArray[np.float64], a0: NDArray[np.float64],
     Bp = np.ascontiguousarray(np.linalg.pinv(B, rcond=1e-10))  # (r, m): ĉ = z B⁺
     _fit_pixels(bool(gbm), np.ascontiguousarray(z, dtype=np.float64),
                 np.ascontiguousarray(a0, dtype=np.float64), E, T, W,
-                pi.astype(np.int64), pj.astype(np.int64), G, Bp, lo, hi, int(max_iter), float(tol),
-                float(b_max), float(ridge), int(backtrack), *map(float, mu),
-                X, conv, iters, rss, rss_lin)
+                pi.astype(np.int64), pj.astype(np.int64), G, Bp, float(gamma_prior), lo, hi,
+                int(max_iter), float(tol), float(b_max), float(ridge), int(backtrack),
+                *map(float, mu), X, conv, iters, rss, rss_lin)
     return X, conv, iters, rss, rss_lin
