@@ -387,9 +387,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="render the --json files of earlier (split) runs instead of running")
     ap.add_argument("--threshold", type=float, default=None,
                     help="with --merge: the gate threshold c to apply (default: as run)")
-    ap.add_argument("--gamma-prior", type=float, default=GAMMA_PRIOR,
+    ap.add_argument("--gamma-prior", type=float, default=GbmConfig.gamma_prior,
                     help="weight of GBM's γ prior (x σ̂²; 0 = plain least squares, the "
-                         f"estimator before the prior; default {GAMMA_PRIOR:g}, the CLI's)")
+                         f"estimator before the prior; default {GbmConfig.gamma_prior:g}, "
+                         "the CLI's)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     global GAMMA_PRIOR
