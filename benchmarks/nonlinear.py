@@ -292,7 +292,7 @@ def render(speed_rows: list[dict[str, Any]] | None, acc: dict[str, Any] | None) 
                   "| ppnmm unmixer | gbm fit | gbm fit, 1 core | gbm numpy | gbm unmixer "
                   "| gbm fit, γ prior off | compiled / numpy (ppnmm, gbm; 1 core) |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        lines[-3:-3] = [f"gbm: γ prior weight {speed_rows[0].get('gamma_prior', 0):g} x σ̂², "
+        lines[-2:-2] = [f"gbm: γ prior weight {speed_rows[0].get('gamma_prior', 0):g} x σ̂², "
                         "as the CLI; 'γ prior off' = plain least squares (the estimator "
                         "before the prior).", ""]
         for r in speed_rows:

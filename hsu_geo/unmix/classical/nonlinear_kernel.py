@@ -10,8 +10,10 @@ and the Schur complement of the sum-to-one border, pivoted Gaussian elimination 
 is not positive definite, ``pinv`` when singular (``m + 1 <= 22`` unknowns for k <= 6). Results
 equal the numpy engine's to rounding (tested). GBM's iterations use the Gram form of the same
 least squares (:func:`_gbm_normal`: the normal equations from ``[E; W] [E; W]ᵀ`` and the sparse
-Jacobian of the coefficients, not from ``(m, r)`` Jacobian rows), 1.2-1.3x faster at k = 4-6.
-Compiled on first use (about 10 s) and cached on disk by numba (``cache=True``).
+Jacobian of the coefficients, not from ``(m, r)`` Jacobian rows), 1.2-1.3x faster at k = 4-6,
+and take GBM's optional Gaussian prior on γ (``gamma_prior``, see
+:func:`hsu_geo.unmix.classical.nonlinear.fit_nonlinear`). Compiled on first use (about 10 s)
+and cached on disk by numba (``cache=True``).
 
 Inputs are in the reduced space of :class:`hsu_geo.unmix.classical.nonlinear._Subspace`:
 projected pixels ``z (n, r)``, endmembers ``E (k, r)``, products ``T (k, k, r)`` (PPNMM: all
@@ -365,7 +367,7 @@ def _fit_pixels(gbm, z, a0, E, T, W, pi, pj, G, Bp, lam, lo, hi, max_iter, tol, 
     n, r = z.shape
     k = E.shape[0]
     m = X.shape[1]
-    h = np.empty(m)
+    chat = np.empty(m)
     c = np.empty(m)
     e = np.empty(m)
     S = np.empty((m, m))
@@ -398,11 +400,11 @@ def _fit_pixels(gbm, z, a0, E, T, W, pi, pj, G, Bp, lam, lo, hi, max_iter, tol, 
                 t = 0.0
                 for ri in range(r):
                     t += zp[ri] * Bp[ri, a]
-                h[a] = t
+                chat[a] = t
             lin = _objective(gbm, x, k, E, T, W, pi, pj, zp, f, J, aT)
             for a in range(k, m):
                 x[a] = 0.5
-            obj = _gbm_normal(x, k, pi, pj, G, h, c, e, S, g, H, lam)
+            obj = _gbm_normal(x, k, pi, pj, G, chat, c, e, S, g, H, lam)
         else:
             lin = _normal(gbm, x, k, E, T, W, pi, pj, zp, f, J, aT, R, g, H)
             x[k] = min(max(g[k] / max(H[k, k], 1e-300), -b_max), b_max)
@@ -447,7 +449,7 @@ def _fit_pixels(gbm, z, a0, E, T, W, pi, pj, G, Bp, lam, lo, hi, max_iter, tol, 
                     v[a] = x[a] + alpha * d[a]
                 _project(v, k, lo, hi, xt, u)
                 if gbm:
-                    ot = _gbm_objective(xt, k, pi, pj, G, h, c, lam)
+                    ot = _gbm_objective(xt, k, pi, pj, G, chat, c, lam)
                 else:
                     ot = _objective(gbm, xt, k, E, T, W, pi, pj, zp, f, J, aT)
                 if ot <= obj:
@@ -476,7 +478,7 @@ def _fit_pixels(gbm, z, a0, E, T, W, pi, pj, G, Bp, lam, lo, hi, max_iter, tol, 
                 it_used = it + 1
                 break
             if gbm:
-                _gbm_normal(x, k, pi, pj, G, h, c, e, S, g, H, lam)
+                _gbm_normal(x, k, pi, pj, G, chat, c, e, S, g, H, lam)
             else:
                 _normal(gbm, x, k, E, T, W, pi, pj, zp, f, J, aT, R, g, H)
         if gbm:  # the reported residual from the residual itself, not the Gram expansion
