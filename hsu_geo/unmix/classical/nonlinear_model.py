@@ -205,6 +205,7 @@ class GbmUnmixer(NonlinearUnmixer):
     name = "gbm"
     kind = "gbm"
     description = ("Generalized bilinear model y = Mᵀa + Σ γ_ij a_i a_j m_i⊙m_j, 0 <= γ <= 1, "
-                   "least squares per pixel; mean γ in an extra raster; blind gate")
+                   "least squares per pixel with a weak Gaussian prior on γ; mean γ in an "
+                   "extra raster; blind gate")
     doi = "10.1109/TGRS.2011.2140119"
     Config = GbmConfig
