@@ -28,6 +28,7 @@ stored runs for another threshold (exact: the gated result is the stored nonline
     python benchmarks/nonlinear.py [--seeds 0-4] [--pixels 32768] [--bands 200]
         [--skip-speed] [--skip-accuracy] [--datasets linear_snr10,...] [--json out.json]
     python benchmarks/nonlinear.py --merge part1.json part2.json   # render split runs
+    python benchmarks/nonlinear.py --gamma-prior 0   # GBM without its γ prior (default 12 σ̂²)
 """
 
 from __future__ import annotations
