@@ -35,7 +35,8 @@ _EPS = 1e-12
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
 def _model(gbm: bool, x, k, E, T, W, pi, pj, f, J, aT, jac: bool) -> None:  # pragma: no cover
-    """``f (r,)`` and, with ``jac``, Jacobian rows ``J (m, r)`` at parameters ``x (m,)``."""
+    """``f (r,)`` at parameters ``x (m,)`` and, with ``jac`` (PPNMM only: GBM's iterations use
+    :func:`_gbm_normal`), Jacobian rows ``J (m, r)``."""
     r = E.shape[1]
     for ri in range(r):
         s = 0.0
@@ -64,25 +65,11 @@ def _model(gbm: bool, x, k, E, T, W, pi, pj, f, J, aT, jac: bool) -> None:  # pr
                 for ri in range(r):
                     J[i, ri] = E[i, ri] + 2.0 * b * aT[i, ri]
         return
-    P = pi.shape[0]
-    for p in range(P):
+    for p in range(pi.shape[0]):
         c = x[k + p] * x[pi[p]] * x[pj[p]]
         if c != 0.0:
             for ri in range(r):
                 f[ri] += c * W[p, ri]
-    if not jac:
-        return
-    for i in range(k):
-        for ri in range(r):
-            J[i, ri] = E[i, ri]
-    for p in range(P):
-        i, j, g = pi[p], pj[p], x[k + p]
-        ci, cj, cp = g * x[j], g * x[i], x[i] * x[j]
-        for ri in range(r):
-            w = W[p, ri]
-            J[i, ri] += ci * w
-            J[j, ri] += cj * w
-            J[k + p, ri] = cp * w
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
@@ -97,7 +84,7 @@ def _objective(gbm, x, k, E, T, W, pi, pj, z, f, J, aT) -> float:  # pragma: no 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
 def _normal(gbm, x, k, E, T, W, pi, pj, z, f, J, aT, R, g, H) -> float:  # pragma: no cover
-    """Objective; fills ``g = J R (m,)`` and ``H = J Jᵀ (m, m)``."""
+    """PPNMM objective; fills ``g = J R (m,)`` and ``H = J Jᵀ (m, m)``."""
     _model(gbm, x, k, E, T, W, pi, pj, f, J, aT, True)
     r, m = z.shape[0], J.shape[0]
     s = 0.0
