@@ -50,6 +50,7 @@ if str(ROOT) not in sys.path:
 from hsu_geo.unmix.adapter import _unmix_block  # noqa: E402
 from hsu_geo.unmix.classical import fcls  # noqa: E402
 from hsu_geo.unmix.classical.nonlinear import (  # noqa: E402
+    DEFAULT_TOL,
     fit_nonlinear,
     linearity_gate,
     scene_noise_std,
@@ -62,6 +63,8 @@ from hsu_geo.unmix.classical.nonlinear_model import (  # noqa: E402
 
 #: weight of GBM's γ prior (``--gamma-prior``; default: the CLI's, GbmConfig)
 GAMMA_PRIOR = GbmConfig.gamma_prior
+#: convergence step of every nonlinear fit (``--tol``; default: the CLI's)
+TOL = DEFAULT_TOL
 
 
 def _gamma_prior(kind: str, Y: np.ndarray) -> float:
@@ -75,7 +78,7 @@ def _gamma_prior(kind: str, Y: np.ndarray) -> float:
 def _config(cls: Any, **kw: Any) -> Any:
     if cls.kind == "gbm":
         kw["gamma_prior"] = GAMMA_PRIOR
-    return cls.Config(**kw)
+    return cls.Config(tol=TOL, **kw)
 from hsu_geo.unmix.metrics import abundance_armse, abundance_rmse, match_endmembers  # noqa: E402
 
 DATASETS = [f"{m}_snr{s}" for m in ("linear", "bilinear", "pnmm") for s in (10, 20, 30)]
@@ -120,19 +123,19 @@ def speed(n: int, bands: int, repeat: int) -> list[dict[str, Any]]:
         A = rng.dirichlet(np.ones(k), n)
         Y = add_noise(pnmm(A, M, xi=rng.uniform(-0.3, 0.3, n)), 30.0, rng).astype("float32")
         row: dict[str, Any] = {"k": k, "pixels": n, "bands": int(M.shape[1]), "cores": cores,
-                               "gamma_prior": GAMMA_PRIOR}
+                               "gamma_prior": GAMMA_PRIOR, "tol": TOL}
         runs: dict[str, Any] = {"fcls": lambda Y=Y, M=M: fcls(Y, M)}
         for kind, cls in (("ppnmm", PpnmmUnmixer), ("gbm", GbmUnmixer)):
             lam = _gamma_prior(kind, Y)
             runs[f"{kind}_numpy"] = lambda kind=kind, Y=Y, M=M, lam=lam: fit_nonlinear(
-                Y, M, kind, engine="numpy", gamma_prior=lam)
+                Y, M, kind, engine="numpy", gamma_prior=lam, tol=TOL)
             runs[f"{kind}_1"] = lambda kind=kind, Y=Y, M=M, lam=lam: fit_nonlinear(
-                Y, M, kind, threads=1, gamma_prior=lam)
+                Y, M, kind, threads=1, gamma_prior=lam, tol=TOL)
             runs[kind] = lambda kind=kind, Y=Y, M=M, lam=lam: fit_nonlinear(
-                Y, M, kind, threads=cores, gamma_prior=lam)
+                Y, M, kind, threads=cores, gamma_prior=lam, tol=TOL)
             if lam > 0:
                 runs[f"{kind}_plain"] = lambda kind=kind, Y=Y, M=M: fit_nonlinear(
-                    Y, M, kind, threads=cores)
+                    Y, M, kind, threads=cores, tol=TOL)
             u = cls(_config(cls, gate="always"))
             u.fit(Y[:2000], M)
             runs[f"{kind}_unmixer"] = lambda u=u, Y=Y: u.abundances_and_extras(Y)
@@ -215,11 +218,11 @@ def _estimate(cube: np.ndarray, M: np.ndarray, spatial: int,
             use = ev["decision"] == "nonlinear"
         else:
             # the raw pixels: what gate=auto evaluates
-            fit = fit_nonlinear(Y, M, kind, gamma_prior=_gamma_prior(kind, Y))
+            fit = fit_nonlinear(Y, M, kind, gamma_prior=_gamma_prior(kind, Y), tol=TOL)
             res[kind] = fit.A
             res[f"{kind}_converged"] = float(np.mean(fit.converged))
             res[f"{kind}_iterations"] = float(np.mean(fit.iterations))
-            use, ev = linearity_gate(Y, M, kind, fit=fit, gamma_prior_weight=GAMMA_PRIOR
+            use, ev = linearity_gate(Y, M, kind, fit=fit, tol=TOL, gamma_prior_weight=GAMMA_PRIOR
                                      if kind == "gbm" else 0.0)
         res[f"{kind}_gate"] = ev
         res[f"{kind}_auto"] = res[kind] if use else res["fcls"]
@@ -257,7 +260,7 @@ def accuracy(seeds: list[int], size: int, datasets: list[str] = DATASETS) -> dic
                             row[key] = val
                     runs.append(row)
                 _say(f"{name} seed {seed}: {time.perf_counter() - t0:.1f} s")
-    return {"runs": runs}
+    return {"runs": runs, "tol": TOL, "gamma_prior": GAMMA_PRIOR}
 
 
 def _regate(run: dict[str, Any], c: float) -> dict[str, Any]:
@@ -295,7 +298,8 @@ def render(speed_rows: list[dict[str, Any]] | None, acc: dict[str, Any] | None) 
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         lines[-2:-2] = [f"gbm: γ prior weight {speed_rows[0].get('gamma_prior', 0):g} x σ̂², "
                         "as the CLI; 'γ prior off' = plain least squares (the estimator "
-                        "before the prior).", ""]
+                        "before the prior). Convergence step tol = "
+                        f"{speed_rows[0].get('tol', 1e-5):g}.", ""]
         for r in speed_rows:
             lines.append(
                 f"| {r['k']} | {r['bands']} | {r['pixels']} | {r['fcls']:,.0f} | "
@@ -392,10 +396,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="weight of GBM's γ prior (x σ̂²; 0 = plain least squares, the "
                          f"estimator before the prior; default {GbmConfig.gamma_prior:g}, "
                          "the CLI's)")
+    ap.add_argument("--tol", type=float, default=DEFAULT_TOL,
+                    help=f"convergence step of every nonlinear fit (default {DEFAULT_TOL:g}, "
+                         "the CLI's)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    global GAMMA_PRIOR
+    global GAMMA_PRIOR, TOL
     GAMMA_PRIOR = args.gamma_prior
+    TOL = args.tol
     if args.merge:
         parts = [json.loads(p.read_text()) for p in args.merge]
         sp = next((p["speed"] for p in parts if p.get("speed")), None)

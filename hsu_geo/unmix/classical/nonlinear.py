@@ -81,6 +81,9 @@ KINDS = ("ppnmm", "gbm")
 ENGINES = ("compiled", "numpy")
 #: pixels per internal batch (bounds the (batch, m, r) Jacobian temporaries)
 BATCH = 16_384
+#: convergence step of the Gauss-Newton fits (abundance units; γ steps weighted by a_i a_j)
+DEFAULT_TOL = 1e-5
+
 #: pixels per block of the compiled engine (the unit of work of its threads)
 BLOCK = 4096
 #: ridge added to the Gauss-Newton normal matrix, relative to its mean diagonal (keeps
@@ -607,7 +610,8 @@ def check_problem(Y: ArrayLike, M: ArrayLike, kind: str) -> tuple[NDArray[np.flo
 
 
 def fit_nonlinear(Y: ArrayLike, M: ArrayLike, kind: str = "ppnmm", *, max_iter: int = 30,
-                  tol: float = 1e-5, b_max: float = 10.0, A0: ArrayLike | None = None,
+                  tol: float = DEFAULT_TOL, b_max: float = 10.0,
+                  A0: ArrayLike | None = None,
                   engine: str = "compiled", threads: int | None = None,
                   gamma_prior: float = 0.0, _moments: bool = False) -> NonlinearFit:
     """Fit ``kind`` (``ppnmm`` or ``gbm``) to every pixel of ``Y (N, L)`` with endmembers
@@ -790,8 +794,8 @@ def scene_noise_std(Y: ArrayLike, *, max_pixels: int = 20_000, seed: int = 0) ->
 
 def linearity_gate(Y: ArrayLike, M: ArrayLike, kind: str, *, threshold: float = 5.0,
                    spatial: int = 0, max_pixels: int = 20_000, null_pixels: int = 1000,
-                   null_draws: int = 3, max_iter: int = 30, tol: float = 1e-5, seed: int = 0,
-                   gamma_prior_weight: float = 0.0,
+                   null_draws: int = 3, max_iter: int = 30, tol: float = DEFAULT_TOL,
+                   seed: int = 0, gamma_prior_weight: float = 0.0,
                    fit: NonlinearFit | None = None) -> tuple[bool, dict]:
     """Decide from a pixel sample ``Y (N, L)`` whether ``kind`` explains the scene better than
     the linear model by clearly more than noise does: ``(use_nonlinear, evidence)``.

@@ -25,6 +25,7 @@ from hsu_geo.unmix.base import Unmixer
 from hsu_geo.unmix.classical.lsq import fcls
 from hsu_geo.unmix.classical.nonlinear import (
     CONVERGED,
+    DEFAULT_TOL,
     LINEAR_KEPT,
     NOT_CONVERGED,
     check_problem,
@@ -64,7 +65,7 @@ class NonlinearConfig:
     gate_threshold: float = 5.0
     spatial: int = 0
     max_iter: int = 30
-    tol: float = 1e-5
+    tol: float = DEFAULT_TOL
 
     def __post_init__(self) -> None:
         mode = str(self.gate).strip().lower()
