@@ -11,7 +11,9 @@ is not positive definite, ``pinv`` when singular (``m + 1 <= 22`` unknowns for k
 equal the numpy engine's to rounding (tested). GBM's iterations use the Gram form of the same
 least squares (:func:`_gbm_normal`: the normal equations from ``[E; W] [E; W]ᵀ`` and the sparse
 Jacobian of the coefficients, not from ``(m, r)`` Jacobian rows), 1.2-1.3x faster at k = 4-6,
-and take GBM's optional Gaussian prior on γ (``gamma_prior``, see
+with ``H = D G Dᵀ`` formed by row operations on contiguous rows (another 1.2x at k = 5, 1.3x at
+k = 6, measured on the fit of 16 k pixels; same iterates to rounding), and take GBM's optional
+Gaussian prior on γ (``gamma_prior``, see
 :func:`hsu_geo.unmix.classical.nonlinear.fit_nonlinear`). Compiled on first use (about 10 s)
 and cached on disk by numba (``cache=True``).
 
@@ -172,15 +174,23 @@ def _gbm_normal(x, k, pi, pj, G, chat, c, e, S, g, H, lam) -> float:  # pragma: 
             S[i, b] += ci * gq
             S[j, b] += cj * gq
             S[q, b] = cp * gq
+    # H = D Sᵀ (H is symmetric) by rows of Sᵀ, held in H's storage: row operations on
+    # contiguous rows, as S = D G above (the column-wise H = S Dᵀ scattered its writes)
     for u in range(m):
-        for i in range(k):
-            H[u, i] = S[u, i]
-        for p in range(P):
-            i, j, q = pi[p], pj[p], k + p
-            sq = S[u, q]
-            H[u, i] += x[q] * x[j] * sq
-            H[u, j] += x[q] * x[i] * sq
-            H[u, q] = x[i] * x[j] * sq
+        for b in range(m):
+            H[b, u] = S[u, b]
+    for p in range(P):  # H[i] += γ a_j Sᵀ[q], H[j] += γ a_i Sᵀ[q] (before row q is scaled)
+        i, j, q = pi[p], pj[p], k + p
+        ci, cj = x[q] * x[j], x[q] * x[i]
+        for b in range(m):
+            uq = H[q, b]
+            H[i, b] += ci * uq
+            H[j, b] += cj * uq
+    for p in range(P):  # H[q] = a_i a_j Sᵀ[q]
+        q = k + p
+        cp = x[pi[p]] * x[pj[p]]
+        for b in range(m):
+            H[q, b] *= cp
     if lam > 0.0:
         for p in range(P):
             q = k + p
@@ -234,11 +244,12 @@ def _schur_solve(K, rhs, nf) -> bool:  # pragma: no cover
             return False
         t = np.sqrt(t)
         K[j, j] = t
+        inv = 1.0 / t
         for i in range(j + 1, n):
             u = K[i, j]
             for p in range(j):
                 u -= K[i, p] * K[j, p]
-            K[i, j] = u / t
+            K[i, j] = u * inv
     # two right-hand sides: g (rhs[:n]) and c (column n of K, still intact above row n)
     for i in range(n):  # forward: L y = b
         u, v = rhs[i], K[i, n]
