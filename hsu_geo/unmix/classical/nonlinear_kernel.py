@@ -201,10 +201,14 @@ def _gbm_normal(x, k, pi, pj, G, chat, c, e, S, g, H, lam) -> float:  # pragma: 
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
-def _bordered(H, g, free, k, mu, ridge, K, rhs, idx) -> int:  # pragma: no cover
+def _bordered(H, g, free, k, mu, ridge, K, rhs, idx, w, d) -> int:  # pragma: no cover
     """The bordered KKT system of :func:`_kkt_step` restricted to the free variables
     ``idx[:nf]``: ``K (nf+1, nf+1)``, ``rhs (nf+1,)``; returns ``nf``. (The numpy engine keeps
-    the fixed variables as identity rows with a zero right-hand side: the same solution.)"""
+    the fixed variables as identity rows with a zero right-hand side: the same solution.)
+    A free GBM ``γ_p`` whose weight ``w = a_i a_j`` is exactly 0 has a zero row and column in
+    ``H`` besides its diagonal (``H = D G Dᵀ`` with ``D``'s row ``a_i a_j`` zero) and no
+    border entry, so its step is its own 1 x 1 system: written to ``d`` and left out of ``K``
+    (a smaller Cholesky wherever an abundance is 0; the same solution)."""
     m = g.shape[0]
     mean_d = 0.0
     for a in range(m):
@@ -213,8 +217,11 @@ def _bordered(H, g, free, k, mu, ridge, K, rhs, idx) -> int:  # pragma: no cover
     nf = 0
     for a in range(m):
         if free[a]:
-            idx[nf] = a
-            nf += 1
+            if a >= k and w[a] == 0.0:
+                d[a] = g[a] / ((1.0 + mu) * H[a, a] + ridge * scale)
+            else:
+                idx[nf] = a
+                nf += 1
     for u in range(nf):
         a = idx[u]
         for v in range(nf):
@@ -276,20 +283,21 @@ def _schur_solve(K, rhs, nf) -> bool:  # pragma: no cover
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
-def _kkt_step(H, g, free, k, mu, ridge, K, rhs, idx, d) -> None:  # pragma: no cover
+def _kkt_step(H, g, free, k, mu, ridge, K, rhs, idx, d, w) -> None:  # pragma: no cover
     """``d = argmin ½δᵀ(H + μ diag H)δ - gᵀδ`` over the free variables with ``Σ δ_a = 0``:
-    the bordered system solved in place by Gaussian elimination with partial pivoting
-    (``pinv`` when it is singular, as the numpy engine)."""
+    the bordered system solved in place by Cholesky and its Schur complement, or Gaussian
+    elimination with partial pivoting when not positive definite (``pinv`` when singular, as
+    the numpy engine). ``w (m,)``: :func:`_weights` at the current point (decoupled γ)."""
     m = g.shape[0]
-    nf = _bordered(H, g, free, k, mu, ridge, K, rhs, idx)
-    n = nf + 1
     for a in range(m):
         d[a] = 0.0
+    nf = _bordered(H, g, free, k, mu, ridge, K, rhs, idx, w, d)
+    n = nf + 1
     if _schur_solve(K, rhs, nf):
         for u in range(nf):
             d[idx[u]] = rhs[u]
         return
-    _bordered(H, g, free, k, mu, ridge, K, rhs, idx)  # not positive definite: pivoted LU
+    _bordered(H, g, free, k, mu, ridge, K, rhs, idx, w, d)  # not positive definite: LU
     singular = False
     for c in range(n):
         p = c
@@ -313,7 +321,7 @@ def _kkt_step(H, g, free, k, mu, ridge, K, rhs, idx, d) -> None:  # pragma: no c
                     K[a, b] -= fct * K[c, b]
                 rhs[a] -= fct * rhs[c]
     if singular:
-        _bordered(H, g, free, k, mu, ridge, K, rhs, idx)
+        _bordered(H, g, free, k, mu, ridge, K, rhs, idx, w, d)
         sol = np.linalg.pinv(K[:n, :n]) @ rhs[:n]
         for u in range(nf):
             d[idx[u]] = sol[u]
@@ -412,6 +420,7 @@ def _fit_pixels(gbm, z, a0, E, T, W, pi, pj, G, Bp, lam, lo, hi, max_iter, tol, 
         done = False
         it_used = max_iter
         for it in range(max_iter):
+            _weights(gbm, x, k, pi, pj, w)  # γ weights a_i a_j: step test, decoupled γ
             nu = 0.0
             sd = 0.0
             for a in range(k):
@@ -424,7 +433,7 @@ def _fit_pixels(gbm, z, a0, E, T, W, pi, pj, G, Bp, lam, lo, hi, max_iter, tol, 
             for a in range(k, m):
                 free[a] = ((x[a] > lo[a] + _EPS) or (g[a] > gscale)) and \
                           ((x[a] < hi[a] - _EPS) or (g[a] < -gscale))
-            _kkt_step(H, g, free, k, mu, ridge, K, rhs, idx, d)
+            _kkt_step(H, g, free, k, mu, ridge, K, rhs, idx, d, w)
             redo = False
             for a in range(m):
                 if a < k:
@@ -436,7 +445,7 @@ def _fit_pixels(gbm, z, a0, E, T, W, pi, pj, G, Bp, lam, lo, hi, max_iter, tol, 
                     free[a] = False
                     redo = True
             if redo:
-                _kkt_step(H, g, free, k, mu, ridge, K, rhs, idx, d)
+                _kkt_step(H, g, free, k, mu, ridge, K, rhs, idx, d, w)
             alpha = 1.0
             accepted = False
             obj_new = obj
@@ -457,7 +466,6 @@ def _fit_pixels(gbm, z, a0, E, T, W, pi, pj, G, Bp, lam, lo, hi, max_iter, tol, 
                     accepted = True
                     break
                 alpha *= 0.25
-            _weights(gbm, x, k, pi, pj, w)
             step = 0.0
             dmax = 0.0
             for a in range(m):
