@@ -148,7 +148,8 @@ def speed(n: int, bands: int, repeat: int) -> list[dict[str, Any]]:
             row[name] = n / best
         rows.append(row)
         _say(f"speed k={k}: " + ", ".join(f"{m} {v:,.0f} px/s" for m, v in row.items()
-                                          if isinstance(v, float) and m != "gamma_prior"))
+                                          if isinstance(v, float)
+                                          and m not in ("gamma_prior", "tol")))
     return rows
 
 

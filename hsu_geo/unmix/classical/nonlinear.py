@@ -35,8 +35,8 @@ pixels (loops run over iterations); the compiled engine loops over pixels in mac
 
 Speed (``benchmarks/nonlinear.py``): the default engine runs the same iterations pixel by pixel
 in compiled code (:mod:`hsu_geo.unmix.classical.nonlinear_kernel`), 2-4x faster per core than
-the vectorised numpy engine and on several threads; on 2 cores PPNMM fits 150-300 k px/s and
-GBM 35-145 k px/s for k = 6..4 (GBM needs 2-3x more iterations).
+the vectorised numpy engine and on several threads; on 2 cores PPNMM fits 210-360 k px/s and
+GBM 155-345 k px/s for k = 6..4 (README, "Nonlinear mixtures").
 """
 
 from __future__ import annotations
