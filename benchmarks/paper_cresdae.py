@@ -27,6 +27,7 @@ differences. Progress goes to stderr. ``--json PATH`` dumps every number.
     python benchmarks/paper_cresdae.py [--size 64 64] [--seed 0] [--json out.json]
         [--datasets linear_snr10,...,samson] [--methods fcls,cresdae] [--epochs-scale 0.5]
         [--quick] [--data ../shared/data]
+    python benchmarks/paper_cresdae.py --merge a.json b.json   # one seed split over processes
 
 Tiny runs (tests): ``run(datasets=["bilinear_snr30"], size=(12, 12), methods=["fcls",
 "cresdae"], overrides={"cresdae": {"epochs": 1, ...}})`` then ``render(result)``.
@@ -467,6 +468,40 @@ def render(result: Mapping[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def merge(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One result from ``--json`` files of the same seed, size and epochs scale that split the
+    datasets and methods over processes (ConvAE takes ~40 minutes per dataset on 2 cores);
+    datasets and methods in the script's order, wall seconds summed, acceptance recomputed.
+    Raises ValueError for runs of different settings or a (dataset, method) run twice."""
+    if not results:
+        raise ValueError("nothing to merge")
+    key = ("seed", "size", "epochs_scale", "bands", "library")
+    first = results[0]["settings"]
+    for r in results[1:]:
+        diff = [k for k in key if r["settings"].get(k) != first.get(k)]
+        if diff:
+            raise ValueError(f"runs differ in {', '.join(diff)}; merge runs of one setting")
+    rows: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for r in results:
+        for row in r["results"]:
+            pair = (row["dataset"], row["method"])
+            if pair in seen:
+                raise ValueError(f"{pair[1]} on {pair[0]} is in more than one run")
+            seen.add(pair)
+            rows.append(dict(row))
+    datasets = [d for d in ALL_DATASETS if any(d in r["settings"]["datasets"] for r in results)]
+    methods = [m for m in METHODS if any(m in r["settings"]["methods"] for r in results)]
+    settings = dict(first, datasets=datasets, methods=methods,
+                    configs={m: c for r in results for m, c in r["settings"]["configs"].items()})
+    merged = {"settings": settings,
+              "deviations": list(dict.fromkeys(d for r in results for d in r["deviations"])),
+              "datasets": {k: v for r in results for k, v in r["datasets"].items()},
+              "results": rows, "wall_seconds": sum(r["wall_seconds"] for r in results)}
+    merged["acceptance"] = acceptance(merged)
+    return merged
+
+
 # ---- CLI --------------------------------------------------------------------------------------
 def _names(value: str | None, valid: Sequence[str], what: str) -> list[str] | None:
     if not value:
@@ -495,7 +530,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                          f"{QUICK_SIZE[0]}x{QUICK_SIZE[1]} unless given")
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shared data folder")
     ap.add_argument("--json", type=Path, default=None, help="write all numbers to this file")
+    ap.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
+                    help="render the --json files of runs that split one seed's datasets or "
+                         "methods over processes, instead of running")
     args = ap.parse_args(argv)
+    if args.merge:
+        try:
+            result = merge([json.loads(p.read_text(encoding="utf-8")) for p in args.merge])
+        except (OSError, ValueError, KeyError) as exc:
+            raise SystemExit(f"--merge: {exc}") from None
+        print(render(result), end="")
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        return 0
     size = tuple(args.size) if args.size else (QUICK_SIZE if args.quick else DEFAULT_SIZE)
     scale = args.epochs_scale if args.epochs_scale is not None else (
         QUICK_EPOCHS_SCALE if args.quick else 1.0)

@@ -124,3 +124,20 @@ def test_the_other_comparators_run_too(bench: ModuleType,
     text = bench.render(res)
     assert "| dataset | MVC-NMF | VCA+K-Hype | ConvAE |" in text
     assert "ConvAE: epochs 320 -> 1 (override)" in " ".join(res["deviations"])
+
+
+def test_merge_joins_split_runs_and_refuses_overlaps(bench: ModuleType, tiny: dict[str, Any],
+                                                      tmp_path: Path) -> None:
+    other = bench.run(datasets=["linear_snr30"], size=(12, 12), methods=["fcls"],
+                      work_dir=tmp_path, log=lambda _msg: None)
+    merged = bench.merge([json.loads(json.dumps(other)), json.loads(json.dumps(tiny))])
+    # datasets and methods in the script's order, every row kept, acceptance recomputed
+    assert merged["settings"]["datasets"] == ["linear_snr30", "bilinear_snr30"]
+    assert merged["settings"]["methods"] == ["fcls", "linear_ae", "nae", "cresdae"]
+    assert len(merged["results"]) == len(tiny["results"]) + 1
+    assert [a["dataset"] for a in merged["acceptance"]] == ["bilinear_snr30"]
+    assert "| linear_snr30 |" in bench.render(merged)
+    with pytest.raises(ValueError, match="more than one run"):
+        bench.merge([tiny, tiny])
+    with pytest.raises(ValueError, match="seed"):
+        bench.merge([tiny, dict(other, settings=dict(other["settings"], seed=1))])
